@@ -1,0 +1,1 @@
+"""Finding and validating recipient certificates (OCES LDAP directories, local store)."""

@@ -1,0 +1,1 @@
+"""Everything with a lifetime: SMTP in, spool, pipeline, delivery, audit, CLI."""
