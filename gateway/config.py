@@ -125,6 +125,9 @@ class TlsConfig:
     min_version: str = "TLSv1.2"
     probe_cache_ttl: Duration = 86400.0
     ca_file: ConfigPath = ""
+    probe_failure_ttl: Duration = 300.0  # unknown grades (DNS trouble, all MX down) re-probed sooner
+    probe_timeout: Duration = 30.0  # per MX connection: connect, replies, handshake
+    mta_sts_port: int = 443  # HTTPS port of mta-sts.<domain>; other values only for test labs
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,9 @@ class LdapSourceConfig:
     bind_dn: str = ""
     bind_password: str = ""
     timeout: Duration = 10.0
+    starttls: bool = False
+    size_limit: int = 20  # more entries for one address: an error (unknown), not a choice
+    tls_ca_file: ConfigPath = ""  # ldaps/StartTLS trust; empty: the system's
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,10 @@ class CertdirConfig:
     cache_ttl: Duration = 12 * 3600.0
     negative_cache_ttl: Duration = 3600.0
     check_revocation: bool = True
+    revocation_unavailable: str = "reject"  # or "accept": when no CRL/OCSP answer can be had
+    accept_ec_keys: bool = False  # EC recipients need key agreement in the S/MIME builder
+    fetch_timeout: Duration = 10.0  # HTTP CRL, OCSP, AIA
+    cache_database: ConfigPath = ""  # SQLite; empty: certcache.db beside the spool folder
     ldap: list[LdapSourceConfig] = field(default_factory=list)
 
 
@@ -153,6 +163,12 @@ class CertdirConfig:
 class SmimeConfig:
     cipher: str = "aes256-cbc"
     key_transport: str = "rsa-pkcs1v15"
+    recipient_identifier: str = "issuer-serial"  # or "ski"
+    protect_headers: bool = False  # RFC 9788: header copies inside, outer Subject "[...]"
+    organisation_certificate: ConfigPath = ""  # extra recipient: the organisation reads its sent mail
+    sign_certificate: ConfigPath = ""  # sign-then-encrypt with this certificate (PEM) ...
+    sign_key: ConfigPath = ""  # ... and its unencrypted private key (PEM, 0600)
+    sign_chain: ConfigPath = ""  # intermediates sent with the signature (PEM)
 
 
 @dataclass(frozen=True)
@@ -165,6 +181,7 @@ class AuditConfig:
 class QuarantineConfig:
     path: ConfigPath = "var/quarantine"
     retention: Duration = 30 * 86400.0
+    notice_subject: bool = False  # the original subject in quarantine/block notices to the sender
 
 
 @dataclass(frozen=True)
@@ -270,6 +287,8 @@ class _Reader:
             self.problems.append(self.src.problem(f"{key}.{name}", "unknown key"))
         for f in fields(cls):
             if f.name not in table:
+                if typing.get_args(hints[f.name])[1:2] == (_Path,) and f.default:
+                    values[f.name] = self.convert(f"{key}.{f.name}", hints[f.name], f.default)
                 continue
             try:
                 values[f.name] = self.convert(f"{key}.{f.name}", hints[f.name], table[f.name])
@@ -288,7 +307,7 @@ def _check(cfg: Config, src: TomlSource, problems: list[Problem]) -> None:
         parse_host_port(cfg.server.listen)
     except ValueError as exc:
         problems.append(src.problem("server.listen", str(exc)))
-    for i, net in enumerate(cfg.server.allowed_networks):
+    for net in cfg.server.allowed_networks:
         try:
             ipaddress.ip_network(net, strict=False)
         except ValueError:
@@ -310,7 +329,7 @@ def _check(cfg: Config, src: TomlSource, problems: list[Problem]) -> None:
         problems.append(src.problem("server.require_starttls", "needs tls_cert and tls_key"))
     if cfg.server.max_message_size <= 0:
         problems.append(src.problem("server.max_message_size", "must be positive"))
-    for i, ns in enumerate(cfg.dns.nameservers):
+    for ns in cfg.dns.nameservers:
         try:
             host, _port = parse_host_port(ns, default_port=53)
             ipaddress.ip_address(host)
@@ -324,6 +343,10 @@ def _check(cfg: Config, src: TomlSource, problems: list[Problem]) -> None:
         problems.append(src.problem("delivery.max_concurrency", "concurrency limits must be >= 1"))
     if cfg.tls.min_version not in ("TLSv1.2", "TLSv1.3"):
         problems.append(src.problem("tls.min_version", "must be TLSv1.2 or TLSv1.3"))
+    if not 0 < cfg.tls.mta_sts_port < 65536:
+        problems.append(src.problem("tls.mta_sts_port", "must be a port number"))
+    if cfg.tls.probe_timeout <= 0:
+        problems.append(src.problem("tls.probe_timeout", "must be positive"))
     if cfg.tls.ca_file and not os.path.exists(cfg.tls.ca_file):
         problems.append(src.problem("tls.ca_file", f"file not found: {cfg.tls.ca_file}"))
     if cfg.smime.cipher not in ("aes256-cbc", "aes256-gcm"):
@@ -341,6 +364,13 @@ def _check(cfg: Config, src: TomlSource, problems: list[Problem]) -> None:
             problems.append(src.problem(f"{key}.url", "must be ldap://host[:port] or ldaps://..."))
         if "{address}" not in source.filter:
             problems.append(src.problem(f"{key}.filter", "must contain {address}"))
+        if source.size_limit < 1:
+            problems.append(src.problem(f"{key}.size_limit", "must be >= 1"))
+    if cfg.certdir.revocation_unavailable not in ("reject", "accept"):
+        problems.append(src.problem("certdir.revocation_unavailable", "must be reject or accept"))
+    for anchor in cfg.certdir.trust_anchors:
+        if not os.path.exists(anchor):
+            problems.append(src.problem("certdir.trust_anchors", f"file not found: {anchor}"))
 
 
 def load_config(path: Path) -> Config:

@@ -1,0 +1,236 @@
+"""Delivery to the recipient domain's MX hosts (aiosmtplib), enforcing the decision.
+
+Delivery enforces, the probe advises: for `tls-enforced` and `tls-verified` the
+TLS check happens on the very connection that then sends MAIL FROM. A host that
+does not offer STARTTLS, negotiates less than the minimum version or (for
+verified) presents a certificate not valid for its name is a temporary failure
+for that host: the next MX is tried, else the recipients are deferred. Nothing
+decided `tls-*` is ever sent in clear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiosmtplib
+
+from gateway.events import TlsSession
+from policy.model import Protection
+from tlsprobe.mx import MxAnswer, MxHost
+from tlsprobe.tls import client_tls_context
+
+
+class Outcome(enum.StrEnum):
+    DELIVERED = "delivered"
+    DEFERRED = "deferred"
+    BOUNCED = "bounced"
+
+
+@dataclass(frozen=True)
+class RecipientResult:
+    address: str
+    outcome: Outcome
+    response: str  # the remote reply, or our own reason with an enhanced status code
+    tls: TlsSession | None = None
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    hostname: str  # our EHLO name
+    mx_port: int
+    connect_timeout: float
+    delivery_timeout: float
+    min_tls_version: str
+    ca_file: str | None
+
+
+@dataclass(frozen=True)
+class DeliveryJob:
+    domain: str
+    sender: str
+    recipients: tuple[str, ...]
+    payload: Path
+    protection: Protection
+    smtputf8: bool = False
+    body_8bit: bool = False
+    mx_allowed: Callable[[str], bool] | None = None  # MTA-STS enforce: which MX names may be used
+
+
+class HostFailure(Exception):
+    """This MX host could not take the message now; try the next one."""
+
+
+def _tls_session(smtp: aiosmtplib.SMTP, mx: MxHost, verified: bool) -> TlsSession:
+    ssl_object = smtp.get_transport_info("ssl_object")
+    if ssl_object is None:
+        return TlsSession(mx=mx.name, version=None, cipher=None, verified=False)
+    cipher = ssl_object.cipher()
+    return TlsSession(mx=mx.name, version=ssl_object.version(), cipher=cipher[0] if cipher else None,
+                      verified=verified)
+
+
+class Deliverer:
+    def __init__(self, settings: DeliverySettings) -> None:
+        self.settings = settings
+        verify_args = {"min_version": settings.min_tls_version, "ca_file": settings.ca_file}
+        self.verified_context = client_tls_context(verify=True, **verify_args)
+        self.encrypting_context = client_tls_context(verify=False, **verify_args)
+        # Opportunistic TLS (RFC 7435): any encryption beats none; no minimum, no verification.
+        self.opportunistic_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        self.opportunistic_context.check_hostname = False
+        self.opportunistic_context.verify_mode = ssl.CERT_NONE
+
+    async def deliver(self, job: DeliveryJob, mx: MxAnswer) -> list[RecipientResult]:
+        if mx.permanent_failure:
+            code = "556 5.1.10" if mx.status == "null-mx" else "550 5.1.2"
+            return self._all(job, Outcome.BOUNCED, f"{code} {mx.reason}")
+        if not mx.hosts:
+            return self._all(job, Outcome.DEFERRED, f"451 4.4.3 {mx.reason}")
+        reasons: list[str] = []
+        for host in mx.hosts:
+            if job.mx_allowed is not None and not job.mx_allowed(host.name):
+                reasons.append(f"{host.name}: not permitted by the domain's MTA-STS policy")
+                continue
+            for address in host.addresses:
+                try:
+                    async with asyncio.timeout(self.settings.delivery_timeout):
+                        return await self._transaction(job, host, address)
+                except HostFailure as exc:
+                    reasons.append(f"{host.name}[{address}]: {exc}")
+                except TimeoutError:
+                    reasons.append(f"{host.name}[{address}]: delivery timed out")
+                except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
+                    reasons.append(f"{host.name}[{address}]: {type(exc).__name__}: {exc}")
+        detail = "; ".join(reasons) or "no usable MX host"
+        return self._all(job, Outcome.DEFERRED, f"451 4.4.1 {detail}")
+
+    @staticmethod
+    def _all(job: DeliveryJob, outcome: Outcome, response: str) -> list[RecipientResult]:
+        return [RecipientResult(r, outcome, response) for r in job.recipients]
+
+    async def _secure(self, smtp: aiosmtplib.SMTP, job: DeliveryJob, host: MxHost) -> bool:
+        """STARTTLS as the decision demands. Returns whether the peer was verified."""
+        required = job.protection.requires_tls
+        offered = smtp.supports_extension("starttls")
+        if not offered:
+            if required:
+                raise HostFailure(f"STARTTLS not offered, but {job.protection} is required")
+            return False
+        if job.protection is Protection.TLS_VERIFIED:
+            context = self.verified_context
+        elif job.protection is Protection.TLS_ENFORCED:
+            context = self.encrypting_context
+        else:
+            context = self.opportunistic_context
+        try:
+            await smtp.starttls(server_hostname=host.name, tls_context=context)
+        except (ssl.SSLError, ssl.CertificateError) as exc:
+            if required:
+                raise HostFailure(f"TLS handshake failed ({exc}); {job.protection} is required")
+            raise _PlaintextRetry(str(exc))
+        except aiosmtplib.SMTPResponseException as exc:
+            if required:
+                raise HostFailure(f"STARTTLS refused: {exc.code} {exc.message}")
+            raise _PlaintextRetry(f"{exc.code} {exc.message}")
+        if required and smtp.get_transport_info("ssl_object") is None:  # pragma: no cover - defensive
+            raise HostFailure("connection not encrypted after STARTTLS")
+        return job.protection is Protection.TLS_VERIFIED
+
+    async def _transaction(self, job: DeliveryJob, host: MxHost, address: str,
+                           plaintext: bool = False) -> list[RecipientResult]:
+        smtp = aiosmtplib.SMTP(hostname=address, port=self.settings.mx_port,
+                               local_hostname=self.settings.hostname,
+                               timeout=self.settings.connect_timeout, start_tls=False)
+        try:
+            await smtp.connect()
+        except aiosmtplib.SMTPConnectResponseError as exc:
+            raise HostFailure(f"greeting {exc.code} {exc.message}")
+        except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPConnectTimeoutError) as exc:
+            raise HostFailure(f"cannot connect: {exc}")
+        try:
+            await smtp.ehlo()
+            verified = False
+            if not plaintext:
+                try:
+                    verified = await self._secure(smtp, job, host)
+                except _PlaintextRetry:
+                    # Opportunistic only: a broken STARTTLS falls back to clear, as Postfix's
+                    # `may` level does (RFC 7435 §3); protected mail never reaches this line.
+                    assert not job.protection.requires_tls
+                    smtp.close()
+                    return await self._transaction(job, host, address, plaintext=True)
+                await smtp.ehlo()
+            tls = _tls_session(smtp, host, verified)
+            if job.protection.requires_tls and tls.version is None:  # pragma: no cover - defensive
+                raise HostFailure("refusing to send without TLS")
+            return await self._send(smtp, job, tls)
+        finally:
+            if smtp.is_connected:
+                try:
+                    await smtp.quit()
+                except (aiosmtplib.SMTPException, OSError):
+                    smtp.close()
+
+    async def _send(self, smtp: aiosmtplib.SMTP, job: DeliveryJob, tls: TlsSession) -> list[RecipientResult]:
+        options: list[str] = []
+        encoding = "ascii"
+        if job.smtputf8:
+            encoding = "utf-8"
+            if not smtp.supports_extension("smtputf8"):
+                return self._all(job, Outcome.BOUNCED,
+                                 "553 5.6.7 recipient server does not support SMTPUTF8 (RFC 6531)")
+            options.append("SMTPUTF8")
+        if job.body_8bit and smtp.supports_extension("8bitmime"):
+            options.append("BODY=8BITMIME")
+        size = job.payload.stat().st_size
+        if smtp.supports_extension("size"):
+            options.append(f"SIZE={size}")
+        try:
+            await smtp.mail(job.sender, options=options, encoding=encoding)
+        except aiosmtplib.SMTPResponseException as exc:
+            return self._rejected_all(job, exc, tls, "MAIL FROM")
+        accepted: list[str] = []
+        results: dict[str, RecipientResult] = {}
+        for rcpt in job.recipients:
+            try:
+                await smtp.rcpt(rcpt, encoding=encoding)
+                accepted.append(rcpt)
+            except aiosmtplib.SMTPResponseException as exc:
+                outcome = Outcome.BOUNCED if 500 <= exc.code < 600 else Outcome.DEFERRED
+                results[rcpt] = RecipientResult(rcpt, outcome, f"{exc.code} {exc.message}", tls)
+        if not accepted:
+            await smtp.rset()
+            return [results[r] for r in job.recipients]
+        data = await asyncio.get_running_loop().run_in_executor(None, job.payload.read_bytes)
+        try:
+            response = await smtp.data(data)
+        except aiosmtplib.SMTPResponseException as exc:
+            outcome = Outcome.BOUNCED if 500 <= exc.code < 600 else Outcome.DEFERRED
+            for rcpt in accepted:
+                results[rcpt] = RecipientResult(rcpt, outcome, f"{exc.code} {exc.message}", tls)
+            return [results[r] for r in job.recipients]
+        for rcpt in accepted:
+            results[rcpt] = RecipientResult(rcpt, Outcome.DELIVERED, f"{response.code} {response.message}", tls)
+        return [results[r] for r in job.recipients]
+
+    def _rejected_all(self, job: DeliveryJob, exc: aiosmtplib.SMTPResponseException,
+                      tls: TlsSession, stage: str) -> list[RecipientResult]:
+        outcome = Outcome.BOUNCED if 500 <= exc.code < 600 else Outcome.DEFERRED
+        return [RecipientResult(r, outcome, f"{exc.code} {exc.message} (at {stage})", tls) for r in job.recipients]
+
+
+class _PlaintextRetry(Exception):
+    pass
+
+
+def split_by_domain(recipients: Sequence[str]) -> dict[str, list[str]]:
+    """One SMTP transaction per domain (RFC 5321 §3.3: several RCPTs per transaction)."""
+    groups: dict[str, list[str]] = {}
+    for rcpt in recipients:
+        groups.setdefault(rcpt.rpartition("@")[2].lower(), []).append(rcpt)
+    return groups

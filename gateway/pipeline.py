@@ -1,0 +1,187 @@
+"""Per message: classify -> decide -> protect. Enqueueing is the queue's job.
+
+Each stage takes plain values and returns plain values; the queue writes what
+they return into the message's journal before anything leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+from dataclasses import dataclass, replace
+from email.utils import getaddresses
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from gateway import eventlog
+from gateway.config import Config
+from gateway.facts import FactGatherer, GatheredFacts
+from gateway.spool import Envelope, Kind
+from policy.decide import decide_recipient
+from policy.markings import classify_markings
+from policy.model import (
+    Action,
+    CertificateFacts,
+    CertificateRef,
+    Classification,
+    Decision,
+    FactStatus,
+    Level,
+    Protection,
+    RecipientFacts,
+    Step,
+    TlsFacts,
+)
+from policy.policyfile import Policy
+
+
+class PolicyHolder:
+    """The policy in force; SIGHUP swaps it only when the new file is valid."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.current = policy
+
+
+@dataclass(frozen=True)
+class Decided:
+    decision: Decision
+    gathered: GatheredFacts | None = None
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A recipient's decision plus the file in the message folder that will be sent."""
+
+    decision: Decision
+    payload: str | None  # "message" or "smime-N.eml"; None unless action is SEND
+    certificate: CertificateRef | None = None  # for the audit, when S/MIME
+    cipher: str | None = None
+    mx_allowed: Any | None = None
+
+
+def read_headers(data: bytes) -> email.message.Message:
+    end = data.find(b"\r\n\r\n")
+    block = data if end < 0 else data[: end + 4]
+    return email.message_from_bytes(block, policy=email.policy.compat32)
+
+
+def visible_recipients(headers: email.message.Message) -> set[str]:
+    """Addresses named in To/Cc (and their Resent- forms); the rest were Bcc."""
+    fields: list[str] = []
+    for name in ("To", "Cc", "Resent-To", "Resent-Cc"):
+        fields.extend(str(v) for v in headers.get_all(name, []))
+    return {address.lower() for _, address in getaddresses(fields) if address}
+
+
+_PUBLIC = Classification(Level.PUBLIC, scanned=False)
+
+
+class Pipeline:
+    def __init__(self, cfg: Config, policy: PolicyHolder, gatherer: FactGatherer) -> None:
+        self.cfg = cfg
+        self.policy = policy
+        self.gatherer = gatherer
+
+    # -- classify ----------------------------------------------------------------------
+
+    async def classify(self, envelope: Envelope, message_path: Path) -> Classification:
+        if envelope.kind in (Kind.BOUNCE, Kind.NOTICE):
+            return _PUBLIC  # made by the gateway itself, about the sender's own message
+        data = await asyncio.get_running_loop().run_in_executor(None, message_path.read_bytes)
+        return classify_markings(read_headers(data), self.policy.current.markings)
+
+    # -- decide ------------------------------------------------------------------------
+
+    async def decide(self, envelope: Envelope, classification: Classification,
+                     recipients: list[str]) -> list[Decided]:
+        return list(await asyncio.gather(*(self._decide_one(envelope, classification, r) for r in recipients)))
+
+    async def _decide_one(self, envelope: Envelope, classification: Classification, rcpt: str) -> Decided:
+        if envelope.kind in (Kind.BOUNCE, Kind.NOTICE):
+            step = Step(Protection.TLS_OPPORTUNISTIC, True, f"{envelope.kind} from the gateway to the sender")
+            return Decided(Decision(rcpt, Level.PUBLIC, Action.SEND, Protection.TLS_OPPORTUNISTIC,
+                                    f"kind:{envelope.kind}", (step,)))
+        if envelope.kind is Kind.RELEASE and envelope.override_protection:
+            return await self._released(envelope, classification, rcpt)
+        choice = self.policy.current.choice_for(classification, envelope.sender, rcpt)
+        gathered = await self.gatherer.gather_full(rcpt, choice)
+        decision = decide_recipient(replace(classification, level=choice.level), choice.protections,
+                                    choice.fallback, choice.rule, gathered.facts)
+        return Decided(decision, gathered)
+
+    async def _released(self, envelope: Envelope, classification: Classification, rcpt: str) -> Decided:
+        """An administrator released a held message with a chosen protection (audited by them)."""
+        protection = Protection(envelope.override_protection)
+        rule = f"release:{envelope.origin}"
+        if protection is Protection.SMIME:
+            cert, certificate = await self.gatherer.certificate(rcpt)
+            facts = RecipientFacts(rcpt, cert, TlsFacts(FactStatus.NO, "not needed for S/MIME"))
+            step = Step(protection, cert.status is FactStatus.YES, f"released with S/MIME: {cert.reason}")
+            if cert.status is not FactStatus.YES:
+                action = Action.DEFER if cert.status is FactStatus.UNKNOWN else Action.QUARANTINE
+                return Decided(Decision(rcpt, classification.level, action, None, rule, (step,)),
+                               GatheredFacts(facts))
+            return Decided(Decision(rcpt, classification.level, Action.SEND, protection, rule, (step,)),
+                           GatheredFacts(facts, certificate))
+        step = Step(protection, True, f"released by an administrator with {protection}; enforced at delivery")
+        facts = RecipientFacts(rcpt, CertificateFacts(FactStatus.NO, "not asked"),
+                               TlsFacts(FactStatus.NO, "not asked"))
+        return Decided(Decision(rcpt, classification.level, Action.SEND, protection, rule, (step,)),
+                       GatheredFacts(facts))
+
+    # -- protect -----------------------------------------------------------------------
+
+    async def protect(self, folder: Path, decided: list[Decided]) -> list[Planned]:
+        """S/MIME recipients get encrypted payloads; everyone else gets the message as is.
+
+        Recipients named in To/Cc share one encryption; each Bcc recipient gets their
+        own, since the RecipientInfos would otherwise reveal who else received it.
+        """
+        planned: list[Planned] = []
+        smime: list[Decided] = []
+        for item in decided:
+            d = item.decision
+            if d.action is Action.SEND and d.protection is Protection.SMIME:
+                smime.append(item)
+            elif d.action is Action.SEND:
+                planned.append(Planned(d, "message", mx_allowed=item.gathered.mx_allowed if item.gathered else None))
+            else:
+                planned.append(Planned(d, None))
+        if not smime:
+            return planned
+        message_path = folder / "message"
+        headers = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: read_headers(message_path.read_bytes()))
+        visible = visible_recipients(headers)
+        groups: list[list[Decided]] = []
+        shared = [i for i in smime if i.decision.recipient.lower() in visible]
+        if shared:
+            groups.append(shared)
+        groups.extend([i] for i in smime if i.decision.recipient.lower() not in visible)
+        for number, group in enumerate(groups, start=1):
+            planned.extend(await self._encrypt_group(folder, message_path, number, group))
+        return planned
+
+    async def _encrypt_group(self, folder: Path, source: Path, number: int,
+                             group: list[Decided]) -> list[Planned]:
+        from gateway.smime import SmimeOptions, encrypt_file
+
+        name = f"smime-{number}.eml"
+        certificates = [i.gathered.certificate for i in group if i.gathered is not None]
+        try:
+            options = SmimeOptions.from_config(self.cfg.smime)
+            result = await asyncio.get_running_loop().run_in_executor(
+                None, partial(encrypt_file, source, folder / name, certificates, options))
+        except Exception as exc:  # fail closed: an encryption that did not happen defers, never downgrades
+            eventlog.error("smime-failed", folder=str(folder), error=repr(exc))
+            return [
+                Planned(replace(i.decision, action=Action.DEFER, protection=None,
+                                steps=i.decision.steps + (Step(Protection.SMIME, None, f"encryption failed: {exc}"),)),
+                        None)
+                for i in group
+            ]
+        cipher = f"{result.cipher}/{result.key_transport}"
+        return [Planned(i.decision, name, i.gathered.facts.certificate.certificate if i.gathered else None, cipher)
+                for i in group]

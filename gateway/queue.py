@@ -1,0 +1,454 @@
+"""The queue manager: moves each message through the spool states and delivers it.
+
+incoming -> (pipeline: classify, decide, protect; journal) -> active ->
+(delivery per domain and protection) -> done, or -> deferred -> active again at
+its next retry time. Held and blocked recipients get a notice to the sender;
+recipients that fail permanently get a DSN. After `max_age` protected mail is
+quarantined, never sent weaker; public mail is bounced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gateway import eventlog
+from gateway.config import Config, parse_host_port
+from gateway.delivery import Deliverer, DeliveryJob, DeliverySettings, Outcome, RecipientResult
+from gateway.dsn import FailedRecipient, build_dsn, header_block
+from gateway.events import (
+    AuditEvent,
+    AuditSink,
+    MessageAccepted,
+    MessageClassified,
+    RecipientDecided,
+    RecipientStatus,
+    RecipientUpdated,
+)
+from gateway.journal import MessageState, classification_record, fold
+from gateway.metrics import Metrics
+from gateway.pipeline import Pipeline, Planned, read_headers
+from gateway.spool import LIVE_STATES, Envelope, Kind, Spool, State
+from policy.model import Action, Classification, Decision, Level, Protection, Step
+from tlsprobe.mx import MxAnswer, make_resolver, resolve_mx
+
+T = TypeVar("T")
+
+FLUSH_REQUEST = "flush.request"  # `sikkermail queue flush` drops this file into the spool root
+
+
+@dataclass
+class _Timer:
+    due: float
+    message_id: str
+
+    def __lt__(self, other: _Timer) -> bool:
+        return self.due < other.due
+
+
+class QueueManager:
+    def __init__(
+        self,
+        cfg: Config,
+        spool: Spool,
+        pipeline: Pipeline,
+        audit: AuditSink,
+        metrics: Metrics,
+    ) -> None:
+        self.cfg = cfg
+        self.spool = spool
+        self.pipeline = pipeline
+        self.audit = audit
+        self.metrics = metrics
+        self._quarantine: Any | None = None
+        self.deliverer = Deliverer(DeliverySettings(
+            hostname=cfg.server.hostname,
+            mx_port=cfg.delivery.mx_port,
+            connect_timeout=cfg.delivery.connect_timeout,
+            delivery_timeout=cfg.delivery.delivery_timeout,
+            min_tls_version=cfg.tls.min_version,
+            ca_file=cfg.tls.ca_file or None,
+        ))
+        nameservers = [parse_host_port(n, default_port=53) for n in cfg.dns.nameservers]
+        self.resolver = make_resolver(nameservers, cfg.dns.timeout)
+        self.global_slots = asyncio.Semaphore(cfg.delivery.max_concurrency)
+        self.domain_slots: dict[str, asyncio.Semaphore] = defaultdict(
+            lambda: asyncio.Semaphore(cfg.delivery.max_per_domain))
+        self.ready: asyncio.Queue[str] = asyncio.Queue()
+        self.timers: list[_Timer] = []
+        self.busy: set[str] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.stopping = False
+        self.wakeup = asyncio.Event()
+
+    # -- helpers -----------------------------------------------------------------------
+
+    async def _io(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(None, partial(fn, *args))
+
+    async def _emit(self, event: AuditEvent) -> None:
+        try:
+            await self.audit.append(event)
+        except Exception as exc:  # the journal stays the truth; the record is rebuilt from it
+            eventlog.error("audit-append-failed", error=repr(exc), event=type(event).__name__)
+
+    def _quarantine_store(self) -> Any:
+        """Created on first use: most gateways hold mail rarely."""
+        if self._quarantine is None:
+            from gateway.quarantine import QuarantineStore
+
+            self._quarantine = QuarantineStore(self.cfg)
+        return self._quarantine
+
+    # -- start, stop, intake -----------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._io(self.spool.recover)
+        for message_id in self.spool.ids(State.INCOMING) + self.spool.ids(State.ACTIVE):
+            self.ready.put_nowait(message_id)
+        for message_id in self.spool.ids(State.DEFERRED):
+            state = fold(self.spool.envelope(message_id, State.DEFERRED).recipients,
+                         self.spool.journal(message_id, State.DEFERRED))
+            self._schedule(message_id, state.next_attempt or time.time())
+        eventlog.event("queue-started", ready=self.ready.qsize(), deferred=len(self.timers))
+
+    def accepted(self, envelope: Envelope) -> None:
+        self.ready.put_nowait(envelope.id)
+
+    def _schedule(self, message_id: str, due: float) -> None:
+        heapq.heappush(self.timers, _Timer(due, message_id))
+        self.wakeup.set()
+
+    async def run(self) -> None:
+        """Dispatch ready messages; wake deferred ones when due; notice new files in incoming/."""
+        scanner = asyncio.create_task(self._scan_loop())
+        try:
+            while not self.stopping:
+                try:
+                    message_id = await asyncio.wait_for(self.ready.get(), timeout=self._next_wait())
+                except TimeoutError:
+                    message_id = None
+                if message_id is not None:
+                    self._spawn(message_id)
+                now = time.time()
+                while self.timers and self.timers[0].due <= now:
+                    timer = heapq.heappop(self.timers)
+                    self._spawn(timer.message_id)
+        finally:
+            scanner.cancel()
+
+    def _next_wait(self) -> float:
+        if not self.timers:
+            return 1.0
+        return max(0.0, min(1.0, self.timers[0].due - time.time()))
+
+    async def _scan_loop(self) -> None:
+        while not self.stopping:
+            await asyncio.sleep(1.0)
+            try:
+                for message_id in self.spool.ids(State.INCOMING):
+                    if message_id not in self.busy:
+                        self.ready.put_nowait(message_id)
+                flush = self.spool.root / FLUSH_REQUEST
+                if flush.exists():
+                    flush.unlink(missing_ok=True)
+                    self.flush()
+                self._refresh_gauges()
+            except OSError as exc:
+                eventlog.error("spool-scan-failed", error=str(exc))
+
+    def flush(self) -> None:
+        """Retry every deferred message now."""
+        for timer in self.timers:
+            timer.due = 0.0
+        heapq.heapify(self.timers)
+        self.wakeup.set()
+
+    def _refresh_gauges(self) -> None:
+        for state in (State.INCOMING, State.ACTIVE, State.DEFERRED):
+            self.metrics.queue_size.labels(state.value).set(len(self.spool.ids(state)))
+
+    def _spawn(self, message_id: str) -> None:
+        if message_id in self.busy or self.stopping:
+            return
+        self.busy.add(message_id)
+        task = asyncio.create_task(self._handle(message_id))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def drain(self, grace: float) -> None:
+        """SIGTERM: take no new work, let in-flight deliveries finish (bounded)."""
+        self.stopping = True
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=grace)
+        for task in list(self.tasks):
+            task.cancel()
+
+    # -- one message -------------------------------------------------------------------
+
+    async def _handle(self, message_id: str) -> None:
+        try:
+            state = self.spool.locate(message_id)
+            if state is State.INCOMING:
+                await self._run_pipeline(message_id)
+                state = State.ACTIVE
+            elif state is State.DEFERRED:
+                await self._io(self.spool.move, message_id, State.DEFERRED, State.ACTIVE)
+                state = State.ACTIVE
+            if state is State.ACTIVE:
+                await self._attempt(message_id)
+        except Exception as exc:
+            # The message stays where it is on disk; try again later rather than lose it.
+            eventlog.error("message-handling-failed", id=message_id, error=repr(exc), exc_info=True)
+            self._schedule(message_id, time.time() + self.cfg.delivery.retry[0])
+        finally:
+            self.busy.discard(message_id)
+
+    async def _run_pipeline(self, message_id: str) -> None:
+        envelope = self.spool.envelope(message_id, State.INCOMING)
+        folder = self.spool.dir(State.INCOMING, message_id)
+        headers = await self._io(lambda: read_headers((folder / "message").read_bytes()))
+        subject = str(headers.get("Subject", "")) if self.cfg.audit.include_subject else None
+        await self._emit(MessageAccepted(
+            id=message_id, received_at=envelope.received_at, message_id=headers.get("Message-ID"),
+            sender=envelope.sender, size=(folder / "message").stat().st_size,
+            recipients=envelope.recipients, client=envelope.client, subject=subject))
+        classification = await self.pipeline.classify(envelope, folder / "message")
+        await self._emit(MessageClassified(message_id, time.time(), classification))
+        eventlog.event("classified", id=message_id, level=classification.level.value,
+                       evidence=[e.detector for e in classification.evidence])
+        decided = await self.pipeline.decide(envelope, classification, list(envelope.recipients))
+        planned = await self.pipeline.protect(folder, decided)
+        records: list[dict[str, Any]] = [classification_record(classification)]
+        records += [self._decided_record(p) for p in planned]
+        await self._io(self.spool.append_many, message_id, State.INCOMING, records)
+        for p in planned:
+            await self._emit(self._decided_event(message_id, p))
+        await self._io(self.spool.move, message_id, State.INCOMING, State.ACTIVE)
+        await self._settle_undeliverable(message_id, envelope, classification, planned, State.ACTIVE)
+
+    @staticmethod
+    def _decided_record(p: Planned) -> dict[str, Any]:
+        d = p.decision
+        return {"e": "decided", "rcpt": d.recipient, "action": d.action.value,
+                "protection": d.protection.value if d.protection else None, "level": d.level.value,
+                "rule": d.rule, "reason": d.reason, "payload": p.payload, "at": time.time(),
+                "cipher": p.cipher}
+
+    @staticmethod
+    def _decided_event(message_id: str, p: Planned) -> RecipientDecided:
+        return RecipientDecided(message_id, time.time(), p.decision, p.certificate, p.cipher)
+
+    async def _settle_undeliverable(self, message_id: str, envelope: Envelope, classification: Classification,
+                                    planned: list[Planned], state: State) -> None:
+        """Quarantine and block what the decision says; notify the sender once per kind."""
+        held = [p.decision for p in planned if p.decision.action is Action.QUARANTINE]
+        blocked = [p.decision for p in planned if p.decision.action is Action.BLOCK]
+        if held:
+            await self._hold(message_id, envelope, classification, held, state)
+        if blocked:
+            records = [{"e": "status", "rcpt": d.recipient, "status": RecipientStatus.BLOCKED.value,
+                        "response": f"550 5.7.1 blocked by policy: {d.reason}", "at": time.time()}
+                       for d in blocked]
+            await self._io(self.spool.append_many, message_id, state, records)
+            for d in blocked:
+                self.metrics.blocked.inc()
+                await self._emit(RecipientUpdated(message_id, time.time(), d.recipient, RecipientStatus.BLOCKED,
+                                                  f"550 5.7.1 blocked by policy: {d.reason}"))
+            await self._notify(message_id, envelope, "block", blocked, None, state)
+
+    async def _hold(self, message_id: str, envelope: Envelope, classification: Classification,
+                    decisions: list[Decision], state: State) -> None:
+        folder = self.spool.dir(state, message_id)
+        quarantine_id = await self._io(self._quarantine_store().hold, envelope, folder / "message", decisions, classification)
+        records = [{"e": "status", "rcpt": d.recipient, "status": RecipientStatus.QUARANTINED.value,
+                    "response": f"held: {d.reason}", "quarantine_id": quarantine_id, "at": time.time()}
+                   for d in decisions]
+        await self._io(self.spool.append_many, message_id, state, records)
+        for d in decisions:
+            self.metrics.quarantined.inc()
+            await self._emit(RecipientUpdated(message_id, time.time(), d.recipient, RecipientStatus.QUARANTINED,
+                                              f"held: {d.reason}", quarantine_id=quarantine_id))
+        eventlog.event("quarantined", id=message_id, quarantine_id=quarantine_id, recipients=len(decisions))
+        await self._notify(message_id, envelope, "quarantine", decisions, quarantine_id, state)
+
+    async def _notify(self, message_id: str, envelope: Envelope, kind: str, decisions: list[Decision],
+                      quarantine_id: str | None, state: State) -> None:
+        tag = f"{kind}:{quarantine_id or ''}"
+        if not envelope.sender or envelope.kind in (Kind.BOUNCE, Kind.NOTICE):
+            return  # nobody to tell (null sender), and never a notice about a notice
+        if tag in fold(envelope.recipients, self.spool.journal(message_id, state)).notified:
+            return
+        folder = self.spool.dir(state, message_id)
+        headers = await self._io(lambda: read_headers((folder / "message").read_bytes()))
+        subject = str(headers.get("Subject", "")) or None
+        from gateway.notices import build_notice
+
+        notice = build_notice(kind=kind, envelope=envelope, decisions=decisions, quarantine_id=quarantine_id,
+                                   subject=subject, from_address=self._bounce_sender(),
+                                   hostname=self.cfg.server.hostname)
+        notice_id = await self._io(partial(self.spool.submit, "", [envelope.sender], notice,
+                                           kind=Kind.NOTICE, origin=message_id))
+        await self._io(self.spool.append_many, message_id, state, [{"e": "notified", "what": tag, "id": notice_id}])
+        self.ready.put_nowait(notice_id)
+
+    def _bounce_sender(self) -> str:
+        return self.cfg.delivery.bounce_sender or f"MAILER-DAEMON@{self.cfg.server.hostname}"
+
+    # -- delivery attempt --------------------------------------------------------------
+
+    async def _attempt(self, message_id: str) -> None:
+        envelope = self.spool.envelope(message_id, State.ACTIVE)
+        folder = self.spool.dir(State.ACTIVE, message_id)
+        state = fold(envelope.recipients, self.spool.journal(message_id, State.ACTIVE))
+        classification = state.classification or Classification(Level.PUBLIC, scanned=False)
+        redo = [r.address for r in state.pending() if r.action in (Action.DEFER.value, None)]
+        if redo:
+            # Facts were unknown last time (or the decision was lost in a crash): decide again.
+            decided = await self.pipeline.decide(envelope, classification, redo)
+            planned = await self.pipeline.protect(folder, decided)
+            await self._io(self.spool.append_many, message_id, State.ACTIVE,
+                           [self._decided_record(p) for p in planned])
+            for p in planned:
+                await self._emit(self._decided_event(message_id, p))
+            await self._settle_undeliverable(message_id, envelope, classification, planned, State.ACTIVE)
+            state = fold(envelope.recipients, self.spool.journal(message_id, State.ACTIVE))
+        sendable = [r for r in state.pending() if r.action == Action.SEND.value and r.payload]
+        groups: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+        for r in sendable:
+            domain = r.address.rpartition("@")[2].lower()
+            groups[(domain, r.protection or Protection.TLS_OPPORTUNISTIC.value, r.payload or "message")].append(
+                r.address)
+        mx_cache: dict[str, MxAnswer] = {}
+        results = await asyncio.gather(*(
+            self._deliver_group(envelope, folder, key, rcpts, mx_cache) for key, rcpts in groups.items()))
+        records: list[dict[str, Any]] = []
+        for group_results in results:
+            records.extend(self._status_record(result) for result in group_results)
+        if records:
+            await self._io(self.spool.append_many, message_id, State.ACTIVE, records)
+        for key, group_results in zip(groups, results, strict=True):
+            for result in group_results:
+                await self._record_result(message_id, envelope, key[1], result)
+        await self._conclude(message_id, envelope, classification)
+
+    async def _deliver_group(self, envelope: Envelope, folder: Path, key: tuple[str, str, str],
+                             rcpts: list[str], mx_cache: dict[str, MxAnswer]) -> list[RecipientResult]:
+        domain, protection, payload = key
+        mx_allowed = None
+        if protection == Protection.TLS_VERIFIED.value:
+            tls, mx_allowed = await self.pipeline.gatherer.tls(domain)
+        job = DeliveryJob(domain=domain, sender=envelope.sender, recipients=tuple(rcpts),
+                          payload=folder / payload, protection=Protection(protection),
+                          smtputf8=envelope.smtputf8, body_8bit=envelope.body_8bit, mx_allowed=mx_allowed)
+        async with self.global_slots, self.domain_slots[domain]:
+            try:
+                if domain not in mx_cache:
+                    mx_cache[domain] = await resolve_mx(self.resolver, domain)
+                return await self.deliverer.deliver(job, mx_cache[domain])
+            except Exception as exc:  # a bug must not lose mail nor escape max_age: defer with the reason
+                eventlog.error("delivery-failed", domain=domain, error=repr(exc), exc_info=True)
+                return [RecipientResult(r, Outcome.DEFERRED, f"451 4.3.0 internal error: {exc!r}") for r in rcpts]
+
+    @staticmethod
+    def _status_record(result: RecipientResult) -> dict[str, Any]:
+        status = {Outcome.DELIVERED: RecipientStatus.DELIVERED, Outcome.BOUNCED: RecipientStatus.BOUNCED,
+                  Outcome.DEFERRED: RecipientStatus.DEFERRED}[result.outcome]
+        tls = None
+        if result.tls is not None:
+            tls = {"mx": result.tls.mx, "version": result.tls.version, "cipher": result.tls.cipher,
+                   "verified": result.tls.verified}
+        return {"e": "status", "rcpt": result.address, "status": status.value, "response": result.response,
+                "tls": tls, "at": time.time()}
+
+    async def _record_result(self, message_id: str, envelope: Envelope, protection: str,
+                             result: RecipientResult) -> None:
+        status = RecipientStatus(self._status_record(result)["status"])
+        if status is RecipientStatus.DELIVERED:
+            self.metrics.delivered.labels(protection).inc()
+            self.metrics.latency.observe(time.time() - envelope.received_at)
+        elif status is RecipientStatus.BOUNCED:
+            self.metrics.bounced.inc()
+        else:
+            self.metrics.deferred.inc()
+        eventlog.event(status.value, id=message_id, recipient=result.address, protection=protection,
+                       response=result.response, tls=result.tls.version if result.tls else None)
+        await self._emit(RecipientUpdated(message_id, time.time(), result.address, status, result.response,
+                                          result.tls))
+
+    async def _conclude(self, message_id: str, envelope: Envelope, classification: Classification) -> None:
+        state = fold(envelope.recipients, self.spool.journal(message_id, State.ACTIVE))
+        now = time.time()
+        pending = state.pending()
+        if pending and now - envelope.received_at >= self.cfg.delivery.max_age:
+            await self._expire(message_id, envelope, classification, state)
+            state = fold(envelope.recipients, self.spool.journal(message_id, State.ACTIVE))
+            pending = state.pending()
+        # Bounce permanently failed recipients now, not when the last deferred one settles.
+        await self._bounce(message_id, envelope, state)
+        if pending:
+            retry = self.cfg.delivery.retry
+            delay = retry[min(state.attempts, len(retry) - 1)]
+            due = min(now + delay, envelope.received_at + self.cfg.delivery.max_age)
+            await self._io(self.spool.append_many, message_id, State.ACTIVE,
+                           [{"e": "attempt", "at": now, "next": due}])
+            await self._io(self.spool.move, message_id, State.ACTIVE, State.DEFERRED)
+            self._schedule(message_id, due)
+            return
+        await self._io(self.spool.finish, message_id, State.ACTIVE)
+        eventlog.event("done", id=message_id)
+
+    async def _expire(self, message_id: str, envelope: Envelope, classification: Classification,
+                      state: MessageState) -> None:
+        """max_age reached: protected mail is quarantined (never sent weaker), public mail bounces."""
+        pending = state.pending()
+        protected = [r for r in pending if Level(r.level or classification.level.value).protected]
+        public = [r for r in pending if r not in protected]
+        if protected:
+            decisions = [Decision(r.address, Level(r.level or classification.level.value), Action.QUARANTINE, None,
+                                  "max_age", (Step(None, False, f"not delivered within max_age: {r.response}"),))
+                         for r in protected]
+            await self._hold(message_id, envelope, classification, decisions, State.ACTIVE)
+        if public:
+            records = [{"e": "status", "rcpt": r.address, "status": RecipientStatus.BOUNCED.value,
+                        "response": f"{r.response or '451 4.4.7'} (gave up after max_age: 5.4.7)", "at": time.time()}
+                       for r in public]
+            await self._io(self.spool.append_many, message_id, State.ACTIVE, records)
+            for record in records:
+                self.metrics.bounced.inc()
+                await self._emit(RecipientUpdated(message_id, time.time(), record["rcpt"], RecipientStatus.BOUNCED,
+                                                  record["response"]))
+
+    async def _bounce(self, message_id: str, envelope: Envelope, state: MessageState) -> None:
+        bounced = [r for r in state.recipients.values()
+                   if r.status is RecipientStatus.BOUNCED and f"dsn:{r.address}" not in state.notified]
+        if not bounced:
+            return
+        if not envelope.sender or envelope.kind in (Kind.BOUNCE, Kind.NOTICE):
+            eventlog.warning("bounce-not-returned", id=message_id, reason="null sender or gateway-made message",
+                             recipients=[r.address for r in bounced])
+            return
+        folder = self.spool.dir(State.ACTIVE, message_id)
+        data = await self._io((folder / "message").read_bytes)
+        dsn = build_dsn(original_id=message_id, sender=envelope.sender,
+                        failed=[FailedRecipient(r.address, r.response) for r in bounced],
+                        original_headers=header_block(data), reporting_mta=self.cfg.server.hostname,
+                        from_address=self._bounce_sender(), arrival=envelope.received_at)
+        dsn_id = await self._io(partial(self.spool.submit, "", [envelope.sender], dsn, kind=Kind.BOUNCE,
+                                        origin=message_id))
+        await self._io(self.spool.append_many, message_id, State.ACTIVE,
+                       [{"e": "notified", "what": f"dsn:{r.address}", "id": dsn_id} for r in bounced])
+        self.ready.put_nowait(dsn_id)
+        eventlog.event("bounce-sent", id=message_id, dsn=dsn_id, recipients=len(bounced))
+
+
+def live_message_ids(spool: Spool) -> list[tuple[State, str]]:
+    return [(state, message_id) for state in LIVE_STATES for message_id in spool.ids(state)]
+

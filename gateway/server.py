@@ -1,0 +1,84 @@
+"""`sikkermail serve`: one event loop running SMTP in, the queue and the health listener.
+
+SIGTERM (and SIGINT): stop accepting, let in-flight deliveries finish within a
+grace period, stop. Whatever did not finish is still on disk and resumes at the
+next start. SIGHUP: reload the policy file; an invalid one keeps the old policy
+and says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+from gateway import eventlog
+from gateway.config import Config, parse_host_port
+from gateway.facts import FactGatherer
+from gateway.metrics import Metrics, start_health_server
+from gateway.pipeline import Pipeline, PolicyHolder
+from gateway.queue import QueueManager
+from gateway.smtp_in import RelayHandler, start_smtp
+from gateway.spool import Spool
+from policy.policyfile import PolicyError, load_policy
+
+DRAIN_GRACE = 30.0
+
+
+class Gateway:
+    def __init__(self, cfg: Config) -> None:
+        from gateway.audit import open_audit
+
+        self.cfg = cfg
+        self.metrics = Metrics()
+        self.spool = Spool(cfg.spool.path)
+        self.policy = PolicyHolder(load_policy(Path(cfg.policy.file)))
+        self.gatherer = FactGatherer(cfg)
+        self.audit = open_audit(cfg)
+        self.queue = QueueManager(cfg, self.spool, Pipeline(cfg, self.policy, self.gatherer), self.audit,
+                                  self.metrics)
+        self.handler = RelayHandler(cfg, self.spool, self.metrics, self.queue.accepted)
+        self.stopped = asyncio.Event()
+
+    def reload_policy(self) -> None:
+        try:
+            self.policy.current = load_policy(Path(self.cfg.policy.file))
+        except PolicyError as exc:
+            eventlog.error("policy-reload-rejected", problems=[str(p) for p in exc.problems],
+                           kept=self.policy.current.source)
+            return
+        eventlog.event("policy-reloaded", file=self.cfg.policy.file)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        await self.queue.start()
+        smtp = await start_smtp(self.cfg, self.handler)
+        health = None
+        if self.cfg.server.health_listen:
+            host, port = parse_host_port(self.cfg.server.health_listen)
+            health = await start_health_server(host, port, self.metrics, self.queue._refresh_gauges,
+                                               lambda: not self.queue.stopping)
+        loop.add_signal_handler(signal.SIGTERM, self.stopped.set)
+        loop.add_signal_handler(signal.SIGINT, self.stopped.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_policy)
+        queue_task = asyncio.create_task(self.queue.run())
+        eventlog.event("listening", listen=self.cfg.server.listen, spool=self.cfg.spool.path)
+        try:
+            await self.stopped.wait()
+        finally:
+            eventlog.event("stopping")
+            self.handler.accepting = False
+            smtp.close()
+            await self.queue.drain(DRAIN_GRACE)
+            queue_task.cancel()
+            if health is not None:
+                health.close()
+            await self.gatherer.close()
+            await self.audit.close()
+            eventlog.event("stopped")
+
+
+def serve(cfg: Config) -> None:
+    eventlog.setup()
+    Spool(cfg.spool.path).ensure()
+    asyncio.run(Gateway(cfg).run())
