@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import ssl
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,25 @@ class DeliveryJob:
     mx_allowed: Callable[[str], bool] | None = None  # MTA-STS enforce: which MX names may be used
 
 
+# Connection cache, as Postfix's smtp_connection_cache_on_demand: a connection that just
+# delivered stays open briefly for the next message to the same MX, with the same
+# protection (so a reused connection always meets the job's TLS requirement).
+CACHE_IDLE_SECONDS = 2.0  # Postfix smtp_connection_cache_time_limit
+CACHE_MAX_USES = 100
+CACHE_MAX_IDLE_PER_KEY = 20
+
+
+@dataclass
+class _Idle:
+    smtp: aiosmtplib.SMTP
+    tls: TlsSession
+    since: float
+    uses: int
+
+
+_CacheKey = tuple[str, int, Protection]
+
+
 class HostFailure(Exception):
     """This MX host could not take the message now; try the next one."""
 
@@ -84,6 +104,8 @@ class Deliverer:
         self.opportunistic_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         self.opportunistic_context.check_hostname = False
         self.opportunistic_context.verify_mode = ssl.CERT_NONE
+        self._idle: dict[_CacheKey, list[_Idle]] = {}
+        self._reaper: asyncio.Task[None] | None = None
 
     async def deliver(self, job: DeliveryJob, mx: MxAnswer) -> list[RecipientResult]:
         if mx.permanent_failure:
@@ -141,8 +163,62 @@ class Deliverer:
             raise HostFailure("connection not encrypted after STARTTLS")
         return job.protection is Protection.TLS_VERIFIED
 
+    def _take(self, key: _CacheKey) -> _Idle | None:
+        idle = self._idle.get(key)
+        while idle:
+            entry = idle.pop()
+            if entry.smtp.is_connected and time.monotonic() - entry.since < CACHE_IDLE_SECONDS:
+                return entry
+            entry.smtp.close()
+        return None
+
+    def _keep(self, key: _CacheKey, smtp: aiosmtplib.SMTP, tls: TlsSession, uses: int) -> bool:
+        idle = self._idle.setdefault(key, [])
+        if uses >= CACHE_MAX_USES or len(idle) >= CACHE_MAX_IDLE_PER_KEY or not smtp.is_connected:
+            return False
+        idle.append(_Idle(smtp, tls, time.monotonic(), uses))
+        if self._reaper is None or self._reaper.done():
+            self._reaper = asyncio.get_running_loop().create_task(self._reap())
+        return True
+
+    async def _reap(self) -> None:
+        while any(self._idle.values()):
+            await asyncio.sleep(CACHE_IDLE_SECONDS / 2)
+            now = time.monotonic()
+            for key, idle in list(self._idle.items()):
+                stale = [e for e in idle if now - e.since >= CACHE_IDLE_SECONDS]
+                self._idle[key] = [e for e in idle if e not in stale]
+                for entry in stale:
+                    await self._quit(entry.smtp)
+
+    @staticmethod
+    async def _quit(smtp: aiosmtplib.SMTP) -> None:
+        try:
+            async with asyncio.timeout(5):
+                await smtp.quit()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            smtp.close()
+
+    async def close(self) -> None:
+        """QUIT every cached connection (shutdown)."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+        idle, self._idle = self._idle, {}
+        await asyncio.gather(*(self._quit(e.smtp) for entries in idle.values() for e in entries))
+
     async def _transaction(self, job: DeliveryJob, host: MxHost, address: str,
                            plaintext: bool = False) -> list[RecipientResult]:
+        key = (address, self.settings.mx_port, job.protection)
+        cached = None if plaintext else self._take(key)
+        if cached is not None:
+            try:
+                results = await self._send(cached.smtp, job, cached.tls)
+            except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError):
+                cached.smtp.close()  # the server let it go meanwhile: a fresh connection below
+            else:
+                if not self._keep(key, cached.smtp, cached.tls, cached.uses + 1):
+                    await self._quit(cached.smtp)
+                return results
         smtp = aiosmtplib.SMTP(hostname=address, port=self.settings.mx_port,
                                local_hostname=self.settings.hostname,
                                timeout=self.settings.connect_timeout, start_tls=False)
@@ -152,6 +228,7 @@ class Deliverer:
             raise HostFailure(f"greeting {exc.code} {exc.message}")
         except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPConnectTimeoutError) as exc:
             raise HostFailure(f"cannot connect: {exc}")
+        kept = False
         try:
             await smtp.ehlo()
             verified = False
@@ -168,13 +245,12 @@ class Deliverer:
             tls = _tls_session(smtp, host, verified)
             if job.protection.requires_tls and tls.version is None:  # pragma: no cover - defensive
                 raise HostFailure("refusing to send without TLS")
-            return await self._send(smtp, job, tls)
+            results = await self._send(smtp, job, tls)
+            kept = self._keep(key, smtp, tls, 1)
+            return results
         finally:
-            if smtp.is_connected:
-                try:
-                    await smtp.quit()
-                except (aiosmtplib.SMTPException, OSError):
-                    smtp.close()
+            if not kept and smtp.is_connected:
+                await self._quit(smtp)
 
     async def _send(self, smtp: aiosmtplib.SMTP, job: DeliveryJob, tls: TlsSession) -> list[RecipientResult]:
         options: list[str] = []

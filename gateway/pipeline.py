@@ -86,10 +86,9 @@ class Pipeline:
 
     # -- classify ----------------------------------------------------------------------
 
-    async def classify(self, envelope: Envelope, message_path: Path) -> Classification:
+    async def classify(self, envelope: Envelope, data: bytes) -> Classification:
         if envelope.kind in (Kind.BOUNCE, Kind.NOTICE):
             return _PUBLIC  # made by the gateway itself, about the sender's own message
-        data = await asyncio.get_running_loop().run_in_executor(None, message_path.read_bytes)
         return classify_markings(read_headers(data), self.policy.current.markings)
 
     # -- decide ------------------------------------------------------------------------

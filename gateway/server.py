@@ -73,6 +73,7 @@ class Gateway:
             queue_task.cancel()
             if health is not None:
                 health.close()
+            await self.queue.deliverer.close()
             await self.gatherer.close()
             await self.audit.close()
             eventlog.event("stopped")

@@ -13,8 +13,9 @@ where every message is:
 A message directory holds `message` (the bytes as received, with our Received
 header), `envelope.json` (written once) and `journal` (JSON lines, appended and
 fsynced: decisions, attempts and per-recipient status). Moving between states
-is one atomic rename of the directory; the rename is made durable by fsyncing
-both parent directories. A crash at any point leaves each message in exactly
+is one atomic rename of the directory. Acceptance is fsynced (files and
+directories) before 250; later progress is made durable by the fsynced
+journal lines, so a rename lost in a crash is harmless. A crash at any point leaves each message in exactly
 one directory with everything it needs to resume.
 """
 
@@ -168,9 +169,10 @@ class Spool:
     # -- moving and reading -----------------------------------------------------------
 
     def move(self, message_id: str, source: State, target: State) -> None:
+        """Atomic, and deliberately not fsynced: progress lives in the fsynced journal,
+        so a rename lost in a crash only sends the message back one state, where the
+        journal tells the queue what was already done."""
         os.rename(self.dir(source, message_id), self.dir(target, message_id))
-        _fsync_dir(self.root / target)
-        _fsync_dir(self.root / source)
 
     def locate(self, message_id: str) -> State:
         for state in (State.INCOMING, State.ACTIVE, State.DEFERRED, State.DONE):

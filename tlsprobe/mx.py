@@ -61,7 +61,8 @@ def make_resolver(nameservers: list[tuple[str, int]], timeout: float) -> dns.asy
         resolver.port = nameservers[0][1]
     resolver.timeout = timeout
     resolver.lifetime = timeout
-    resolver.cache = None  # TTL-correct caching belongs to the recursive resolver
+    # dnspython's cache honours each answer's TTL; failures (SERVFAIL, timeouts) are not cached
+    resolver.cache = dns.resolver.Cache()
     return resolver
 
 
