@@ -21,7 +21,6 @@ from policy.model import (
     Protection,
     RecipientFacts,
     TlsFacts,
-    TlsGrade,
 )
 from policy.policyfile import RuleChoice
 
@@ -43,13 +42,6 @@ def certificate_facts(result: Any) -> CertificateFacts:
         c = result.chosen
         ref = CertificateRef(subject=c.subject, issuer=c.issuer, serial=c.serial, sha256=c.sha256, source=c.source)
     return CertificateFacts(status, result.reason, ref)
-
-
-def tls_facts(result: Any) -> TlsFacts:
-    """tlsprobe's DomainTls as the policy's plain fact."""
-    if result.grade is None or result.status.name != "GRADED":
-        return TlsFacts(FactStatus.UNKNOWN, result.reason)
-    return TlsFacts(FactStatus.YES, result.reason, TlsGrade(str(result.grade.value)))
 
 
 class FactGatherer:
@@ -102,6 +94,8 @@ class FactGatherer:
         except Exception as exc:
             eventlog.error("tls-probe-failed", domain=domain, error=repr(exc))
             return TlsFacts(FactStatus.UNKNOWN, f"TLS probe of {domain} failed: {exc}"), None
+        from gateway.probe_setup import tls_facts
+
         return tls_facts(result), result.mx_allowed
 
     async def gather(self, recipient: str, choice: RuleChoice) -> RecipientFacts:
