@@ -353,6 +353,12 @@ def _check(cfg: Config, src: TomlSource, problems: list[Problem]) -> None:
         problems.append(src.problem("smime.cipher", "must be aes256-cbc or aes256-gcm"))
     if cfg.smime.key_transport not in ("rsa-pkcs1v15", "rsa-oaep"):
         problems.append(src.problem("smime.key_transport", "must be rsa-pkcs1v15 or rsa-oaep"))
+    from gateway.smime import (
+        check_smime_config,  # smime reads its files; config must not import it early
+    )
+
+    for key, message in check_smime_config(cfg.smime):
+        problems.append(src.problem(key, message))
     url = cfg.audit.database
     if not (url.startswith("sqlite:///") or url.startswith(("postgresql://", "postgres://"))):
         problems.append(src.problem("audit.database", "must be sqlite:///PATH or postgresql://..."))

@@ -83,6 +83,15 @@ class Pipeline:
         self.cfg = cfg
         self.policy = policy
         self.gatherer = gatherer
+        self._smime: Any | None = None
+
+    def _smime_options(self) -> Any:
+        """Loaded once (organisation and signer files are read from disk)."""
+        if self._smime is None:
+            from gateway.smime import SmimeOptions
+
+            self._smime = SmimeOptions.from_config(self.cfg.smime)
+        return self._smime
 
     # -- classify ----------------------------------------------------------------------
 
@@ -165,14 +174,13 @@ class Pipeline:
 
     async def _encrypt_group(self, folder: Path, source: Path, number: int,
                              group: list[Decided]) -> list[Planned]:
-        from gateway.smime import SmimeOptions, encrypt_file
+        from gateway.smime import encrypt_file
 
         name = f"smime-{number}.eml"
         certificates = [i.gathered.certificate for i in group if i.gathered is not None]
         try:
-            options = SmimeOptions.from_config(self.cfg.smime)
             result = await asyncio.get_running_loop().run_in_executor(
-                None, partial(encrypt_file, source, folder / name, certificates, options))
+                None, partial(encrypt_file, source, folder / name, certificates, self._smime_options()))
         except Exception as exc:  # fail closed: an encryption that did not happen defers, never downgrades
             eventlog.error("smime-failed", folder=str(folder), error=repr(exc))
             return [
@@ -181,6 +189,6 @@ class Pipeline:
                         None)
                 for i in group
             ]
-        cipher = f"{result.cipher}/{result.key_transport}"
+        cipher = result.algorithms
         return [Planned(i.decision, name, i.gathered.facts.certificate.certificate if i.gathered else None, cipher)
                 for i in group]
