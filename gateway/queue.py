@@ -299,12 +299,13 @@ class QueueManager:
             return
         folder = self.spool.dir(state, message_id)
         headers = await self._io(lambda: read_headers((folder / "message").read_bytes()))
-        subject = str(headers.get("Subject", "")) or None
+        # The subject may itself be sensitive: only echoed back when configured.
+        subject = (str(headers.get("Subject", "")) or None) if self.cfg.quarantine.notice_subject else None
         from gateway.notices import build_notice
 
         notice = build_notice(kind=kind, envelope=envelope, decisions=decisions, quarantine_id=quarantine_id,
-                                   subject=subject, from_address=self._bounce_sender(),
-                                   hostname=self.cfg.server.hostname)
+                              subject=subject, from_address=self._bounce_sender(),
+                              hostname=self.cfg.server.hostname)
         notice_id = await self._io(partial(self.spool.submit, "", [envelope.sender], notice,
                                            kind=Kind.NOTICE, origin=message_id))
         await self._io(self.spool.append_many, message_id, state, [{"e": "notified", "what": tag, "id": notice_id}])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from functools import partial
 from pathlib import Path
 
 from gateway import eventlog
@@ -23,6 +24,7 @@ from gateway.spool import Spool
 from policy.policyfile import PolicyError, load_policy
 
 DRAIN_GRACE = 30.0
+HOUSEKEEPING_INTERVAL = 3600.0
 
 
 class Gateway:
@@ -49,6 +51,21 @@ class Gateway:
             return
         eventlog.event("policy-reloaded", file=self.cfg.policy.file)
 
+    async def _housekeeping(self) -> None:
+        """Hourly: held messages past their retention and old finished envelopes go, audited."""
+        from gateway.quarantine import purge
+
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                purged = await loop.run_in_executor(None, partial(purge, self.cfg, self.audit, operator="sikkermail"))
+                removed = await loop.run_in_executor(None, self.spool.purge_done, self.cfg.spool.done_retention)
+                if purged or removed:
+                    eventlog.event("housekeeping", quarantine_purged=len(purged), spool_done_removed=removed)
+            except Exception as exc:  # housekeeping must never stop the relay
+                eventlog.error("housekeeping-failed", error=repr(exc))
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         await self.queue.start()
@@ -62,6 +79,7 @@ class Gateway:
         loop.add_signal_handler(signal.SIGINT, self.stopped.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload_policy)
         queue_task = asyncio.create_task(self.queue.run())
+        housekeeping = asyncio.create_task(self._housekeeping())
         eventlog.event("listening", listen=self.cfg.server.listen, spool=self.cfg.spool.path)
         try:
             await self.stopped.wait()
@@ -71,6 +89,7 @@ class Gateway:
             smtp.close()
             await self.queue.drain(DRAIN_GRACE)
             queue_task.cancel()
+            housekeeping.cancel()
             if health is not None:
                 health.close()
             await self.queue.deliverer.close()
