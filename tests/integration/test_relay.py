@@ -298,3 +298,28 @@ def test_metrics_and_health_endpoint(relay_lab, gateway_factory):
     assert "sikkermail_delivery_latency_seconds_count 1.0" in text
     assert 'sikkermail_queue_messages{state="deferred"}' in text
     assert urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).read() == b"ok\n"
+
+
+def test_per_domain_concurrency_limit_is_respected(relay_lab, gateway_factory):
+    sink = relay_lab.sink("limited")
+    sink.delay = 0.3
+    relay_lab.domain("limited.test", [sink])
+    gw = gateway_factory({"delivery": f'mx_port = {relay_lab.port}\nmax_per_domain = 2\nretry = ["1s"]\n'
+                                      'connect_timeout = "3s"\ndelivery_timeout = "20s"'}).start()
+    for n in range(8):
+        assert gw.send("anne@firm.test", [f"r{n}@limited.test"], _message(f"r{n}@limited.test", f"c{n}"))[0] == 250
+    assert len(sink.wait_for(8, timeout=60)) == 8
+    assert sink.max_in_data == 2
+
+
+def test_an_mx_that_never_answers_hits_the_delivery_deadline_and_defers(relay_lab, tls_lab, gateway_factory):
+    silent = tls_lab.mx("silent")
+    relay_lab.tls.dns.zone.add("silent.test", "MX", f"10 {silent.name}.")
+    relay_lab.tls.dns.zone.add(silent.name, "A", silent.address)
+    gw = gateway_factory({"delivery": f'mx_port = {relay_lab.port}\nretry = ["1h"]\n'
+                                      'connect_timeout = "2s"\ndelivery_timeout = "3s"'}).start()
+    assert gw.send("anne@firm.test", ["x@silent.test"], _message("x@silent.test"))[0] == 250
+    assert wait_until(lambda: len(gw.ids("deferred")) == 1, timeout=30)
+    shown = json.loads(gw.cli("queue", "show", gw.ids("deferred")[0], "--json").stdout)
+    assert shown["recipients"][0]["status"] == "deferred"
+    assert "451 4.4.1" in shown["recipients"][0]["response"]
