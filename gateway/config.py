@@ -259,7 +259,7 @@ class _Reader:
             (item,) = typing.get_args(hint)
             if not isinstance(value, list):
                 raise ValueError("must be a list")
-            if is_dataclass(item):
+            if isinstance(item, type) and is_dataclass(item):
                 return [self.section(f"{key}[{i}]", item, v) for i, v in enumerate(value)]
             return [self.convert(f"{key}[{i}]", item, v) for i, v in enumerate(value)]
         if hint is bool:

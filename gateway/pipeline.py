@@ -19,8 +19,8 @@ from gateway import eventlog
 from gateway.config import Config
 from gateway.facts import FactGatherer, GatheredFacts
 from gateway.spool import Envelope, Kind
+from policy.classify import classify_message
 from policy.decide import decide_recipient
-from policy.markings import classify_markings
 from policy.model import (
     Action,
     CertificateFacts,
@@ -98,7 +98,10 @@ class Pipeline:
     async def classify(self, envelope: Envelope, data: bytes) -> Classification:
         if envelope.kind in (Kind.BOUNCE, Kind.NOTICE):
             return _PUBLIC  # made by the gateway itself, about the sender's own message
-        return classify_markings(read_headers(data), self.policy.current.markings)
+        # CPU-bound (attachment text extraction): off the event loop. classify_message
+        # never raises; what it cannot read is recorded as unscannable with the reason.
+        return await asyncio.get_running_loop().run_in_executor(
+            None, classify_message, data, self.policy.current)
 
     # -- decide ------------------------------------------------------------------------
 

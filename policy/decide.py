@@ -19,6 +19,7 @@ from policy.model import (
     TlsFacts,
     TlsGrade,
 )
+from policy.policyfile import Policy, RuleChoice
 
 _TLS_GRADES_ALLOWED = {
     Protection.TLS_VERIFIED: (TlsGrade.VERIFIED,),
@@ -58,16 +59,25 @@ def decide_recipient(
     fallback: Fallback,
     rule: str,
     facts: RecipientFacts,
+    *,
+    level: Level | None = None,
 ) -> Decision:
     """Walk the acceptable protections in order; the first possible one wins.
 
     Fail closed: for protected levels an unknown fact met before a possible
     protection defers the message rather than settling for something weaker.
+    `level` is the level after the policy's rules for this recipient (a rule
+    may raise it); without it the classification's level applies. It can only
+    raise: a lower value is ignored.
     """
-    level = classification.level
+    level = classification.level if level is None else classification.level.raised_to(level)
     steps: list[Step] = []
     unknown = False
     for protection in protections:
+        if protection is Protection.TLS_OPPORTUNISTIC and level.protected:
+            # the policy file refuses this; a hand-built list must not slip it through
+            steps.append(Step(protection, False, f"{protection} never allowed for {level} mail"))
+            continue
         step = step_for(protection, facts)
         steps.append(step)
         if step.possible is None:
@@ -89,3 +99,22 @@ def decide_recipient(
     action = Action.BLOCK if fallback is Fallback.BLOCK else Action.QUARANTINE
     steps.append(Step(None, False, f"no acceptable protection possible: {action}"))
     return Decision(facts.address, level, action, None, rule, tuple(steps))
+
+
+def decide_choice(classification: Classification, choice: RuleChoice, facts: RecipientFacts) -> Decision:
+    """The decision for one recipient from what `Policy.choice_for` asked for it."""
+    return decide_recipient(classification, choice.protections, choice.fallback, choice.rule, facts,
+                            level=choice.level)
+
+
+def decide(policy: Policy, classification: Classification, sender: str,
+           facts: RecipientFacts) -> Decision:
+    """Rules, then the decision, for the recipient `facts` are about."""
+    return decide_choice(classification, policy.choice_for(classification, sender, facts.address),
+                         facts)
+
+
+def offline_facts(recipient: str, reason: str = "offline") -> RecipientFacts:
+    """Facts for a dry run without lookups: everything unknown, so protected mail defers."""
+    return RecipientFacts(recipient, CertificateFacts(FactStatus.UNKNOWN, reason),
+                          TlsFacts(FactStatus.UNKNOWN, reason))

@@ -1,0 +1,121 @@
+"""Danish CPR numbers (DDMMYY-SSSS): found by date, confidence from format and context.
+
+The date is checked with the century rule of the 7th digit (CPR-kontoret,
+"Personnummeret i CPR-systemet"). Modulus 11 only raises confidence: since
+2007 numbers that fail it are issued and valid. Evidence is always masked to
+the birth date, "010190-xxxx", never the serial.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import re
+from dataclasses import dataclass
+
+from policy.settings import CprSettings
+
+# No look-around in the pattern: a leading digit class lets the regex engine
+# skip quickly to the next digit, which keeps the scan fast; the boundaries
+# (no digit, '+' or another digit group glued on) are checked per candidate.
+_CANDIDATE = re.compile(r"[0-9]{6}[-\u2010\u2011\u2013 ]?[0-9]{4}")
+_WEIGHTS = (4, 3, 2, 7, 6, 5, 4, 3, 2, 1)
+_GLUE = "-\u2010\u2011\u2013/.,+"
+
+
+def century(yy: int, seventh: int) -> int | None:
+    """The full birth year from the two-digit year and the 7th digit of the number."""
+    if seventh <= 3:
+        return 1900 + yy
+    if seventh in (4, 9):
+        return 2000 + yy if yy <= 36 else 1900 + yy
+    if 5 <= seventh <= 8:
+        return 2000 + yy if yy <= 57 else 1800 + yy
+    return None
+
+
+def birth_date(digits: str) -> datetime.date | None:
+    """The date a 10-digit CPR number encodes, or None when it is not a valid date."""
+    if len(digits) != 10 or not digits.isdigit():
+        return None
+    day, month, yy, seventh = int(digits[0:2]), int(digits[2:4]), int(digits[4:6]), int(digits[6])
+    year = century(yy, seventh)
+    if year is None:
+        return None
+    try:
+        return datetime.date(year, month, day)
+    except ValueError:
+        return None
+
+
+def modulus11(digits: str) -> bool:
+    return sum(int(d) * w for d, w in zip(digits, _WEIGHTS, strict=True)) % 11 == 0
+
+
+def mask(digits: str) -> str:
+    return f"{digits[:6]}-xxxx"
+
+
+@dataclass(frozen=True)
+class CprHit:
+    masked: str
+    score: int
+    start: int
+    modulus11: bool
+    context: bool
+
+
+@functools.cache
+def _word_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
+    # at a word start, so "konto" does not fire inside "kontorstol"; the end is
+    # open so "cpr" also covers "cpr-nr." and "faktura" covers "fakturanummer"
+    alternatives = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return re.compile(rf"(?<![^\W_])(?:{alternatives})")
+
+
+def _has_word(window: str, words: tuple[str, ...]) -> bool:
+    return bool(words) and _word_pattern(words).search(window) is not None
+
+
+def find_cprs(text: str, lowered: str, settings: CprSettings) -> list[CprHit]:
+    """Every CPR-looking number in `text` whose score reaches the threshold.
+
+    `lowered` is `text.lower()` (same length and offsets for the scripts mail is
+    written in); context words are searched in it.
+    """
+    hits: list[CprHit] = []
+    size = len(text)
+    for match in _CANDIDATE.finditer(text):
+        start, end = match.span()
+        before = text[start - 1] if start else ""
+        after = text[end] if end < size else ""
+        if before.isdigit() or after.isdigit():
+            continue  # part of a longer digit run: account, EAN, tracking number
+        if before in _GLUE and start >= 2 and text[start - 2].isdigit():
+            continue  # "12-0101901234", "45+..." : a number written in groups
+        if after in _GLUE and end + 1 < size and text[end + 1].isdigit():
+            continue  # "0101901234-5", a date-time or a range
+        if before == "+":
+            continue  # "+4520304050": international phone number
+        raw = match.group()
+        digits = raw[:6] + raw[-4:]
+        if birth_date(digits) is None:
+            continue
+        # glued to letters ("srv-0101901234", "A0101901234b"): an identifier
+        identifier = before.isalpha() or after.isalpha() or (
+            before in "-_/" and start >= 2 and text[start - 2].isalnum())
+        separated = len(raw) == 11
+        mod11 = modulus11(digits)
+        if len(lowered) == size:
+            window = lowered[max(0, start - settings.context_window):start]
+        else:  # a character whose lower case is longer ("İ"): offsets differ
+            window = text[max(0, start - settings.context_window):start].lower()
+        context = _has_word(window, settings.context_words)
+        score = 1 + int(separated) + int(mod11)
+        if context:
+            score += 2
+        elif identifier or _has_word(window, settings.negative_words):
+            score -= 3
+        if score >= settings.threshold:
+            hits.append(CprHit(mask(digits), score, start, mod11, context))
+    return hits

@@ -1,0 +1,313 @@
+"""Text out of attachments: PDF, Office Open XML, OpenDocument, RTF, HTML, CSV, zip.
+
+Each format is read by its maintained library. Whatever cannot be read comes
+back as an `Unreadable` with a reason a compliance officer understands
+("encrypted PDF", "zip bomb suspected") — the policy decides what it means.
+Container formats (zip, and the zip inside every .docx/.xlsx/.pptx/.odt) are
+checked against the limits before any library decompresses them.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from policy.settings import ScanLimits
+
+
+class Kind(enum.StrEnum):
+    TEXT = "text"
+    HTML = "html"
+    PDF = "pdf"
+    DOCX = "docx"
+    XLSX = "xlsx"
+    PPTX = "pptx"
+    ODF = "odf"
+    RTF = "rtf"
+    ZIP = "zip"
+    MESSAGE = "message"
+    IMAGE = "image"
+    SIGNATURE = "signature"  # detached S/MIME or PGP signature: no content
+    ENCRYPTED = "encrypted"
+    OTHER_ARCHIVE = "other-archive"
+    UNKNOWN = "unknown"
+
+
+class Unreadable(Exception):
+    """This content cannot be scanned; `str()` is the reason."""
+
+
+_TEXT_EXTENSIONS = (".txt", ".csv", ".tsv", ".md", ".xml", ".json", ".ics", ".vcf", ".log")
+_ARCHIVE_EXTENSIONS = (".7z", ".rar", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".zst", ".cab", ".arj")
+_ARCHIVE_MAGIC = (b"7z\xbc\xaf\x27\x1c", b"Rar!", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"MSCF")
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # legacy .doc/.xls, also encrypted OOXML
+
+
+def sniff(data: bytes, content_type: str, filename: str) -> Kind:
+    """The format, from the bytes first: senders' content types are often wrong."""
+    name = filename.lower()
+    head = data[:1024]
+    if head.lstrip().startswith(b"%PDF") or b"%PDF-" in head:
+        return Kind.PDF
+    if data.startswith(b"PK\x03\x04") or data.startswith(b"PK\x05\x06"):
+        return _zip_kind(data)
+    if data.startswith(b"{\\rtf"):
+        return Kind.RTF
+    if data.startswith(_OLE_MAGIC):
+        # Password-protected .docx/.xlsx are OLE containers too ("EncryptedPackage").
+        return Kind.ENCRYPTED if b"E\x00n\x00c\x00r\x00y\x00p\x00t\x00e\x00d\x00P" in data[:65536] \
+            else Kind.UNKNOWN
+    if data.startswith(_ARCHIVE_MAGIC) or name.endswith(_ARCHIVE_EXTENSIONS):
+        return Kind.OTHER_ARCHIVE
+    if content_type in ("application/pkcs7-signature", "application/x-pkcs7-signature",
+                        "application/pgp-signature"):
+        return Kind.SIGNATURE
+    if content_type in ("application/pkcs7-mime", "application/x-pkcs7-mime",
+                        "application/pgp-encrypted") or name.endswith((".p7m", ".gpg", ".pgp")):
+        return Kind.ENCRYPTED
+    if content_type == "message/rfc822" or name.endswith(".eml"):
+        return Kind.MESSAGE
+    if content_type == "text/html" or name.endswith((".html", ".htm")):
+        return Kind.HTML
+    if content_type.startswith("image/") or head.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8")):
+        return Kind.IMAGE
+    if content_type.startswith("text/") or name.endswith(_TEXT_EXTENSIONS):
+        return Kind.TEXT
+    if _looks_like_text(head):
+        return Kind.TEXT
+    return Kind.UNKNOWN
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if not head or b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+        return True
+    except UnicodeDecodeError as exc:
+        # a multi-byte character cut at the end of the sample is still text
+        return exc.start >= len(head) - 3
+
+
+def _zip_kind(data: bytes) -> Kind:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = set(archive.namelist())
+            if "[Content_Types].xml" in names:
+                if "word/document.xml" in names:
+                    return Kind.DOCX
+                if "xl/workbook.xml" in names:
+                    return Kind.XLSX
+                if "ppt/presentation.xml" in names:
+                    return Kind.PPTX
+            if "mimetype" in names and "content.xml" in names:
+                return Kind.ODF
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        pass
+    return Kind.ZIP
+
+
+def decode_text(data: bytes, charset: str | None = None) -> tuple[str, bool]:
+    """Text from bytes and whether it decoded cleanly.
+
+    The declared charset is tried first, then UTF-8 (the usual mislabel is UTF-8
+    sent as us-ascii or latin-1), then cp1252, which decodes every byte.
+    """
+    tried: list[str] = []
+    for codec in (charset, "utf-8"):
+        if not codec or codec in tried:
+            continue
+        tried.append(codec)
+        try:
+            return data.decode(codec), True
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return data.decode("cp1252", errors="replace"), False
+
+
+def html_text(markup: str) -> str:
+    from bs4 import BeautifulSoup
+
+    return BeautifulSoup(markup, "lxml").get_text(" ")
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    data: bytes | None  # None: cannot be read, see `reason`
+    reason: str = ""
+
+
+def check_zip(archive: zipfile.ZipFile, limits: ScanLimits, compressed_size: int) -> None:
+    """Refuse archives that would cost more to open than the limits allow (zip bombs)."""
+    infos = archive.infolist()
+    if len(infos) > limits.max_archive_members:
+        raise Unreadable(f"archive has {len(infos)} members (limit {limits.max_archive_members})")
+    total = 0
+    for info in infos:
+        total += info.file_size
+        if info.file_size > max(info.compress_size, 1) * limits.max_expansion_ratio \
+                and info.file_size > 1024 * 1024:
+            raise Unreadable(f"zip bomb suspected: {info.filename!r} expands "
+                             f"{info.file_size // max(info.compress_size, 1)}x")
+    if total > limits.max_archive_total:
+        raise Unreadable(f"archive expands to {total} bytes (limit {limits.max_archive_total})")
+    if total > max(compressed_size, 1) * limits.max_expansion_ratio and total > 1024 * 1024:
+        raise Unreadable(f"zip bomb suspected: expands {total // max(compressed_size, 1)}x")
+
+
+def zip_members(data: bytes, limits: ScanLimits) -> Iterator[Member]:
+    """The files of a zip archive, each read with a bound on what it may expand to."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise Unreadable(f"damaged zip archive: {exc}")
+    with archive:
+        check_zip(archive, limits, len(data))
+        for info in archive.infolist():
+            if info.is_dir():
+                continue
+            if info.flag_bits & 0x1:
+                # the other members are still read: they may raise the level further
+                yield Member(info.filename, None, "encrypted archive member")
+                continue
+            try:
+                with archive.open(info) as handle:
+                    # the header's size may lie: never read more than it promised
+                    content = handle.read(info.file_size + 1)
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError,
+                    RuntimeError) as exc:
+                raise Unreadable(f"cannot read archive member {info.filename!r}: {exc}")
+            if len(content) > info.file_size:
+                raise Unreadable(f"zip bomb suspected: {info.filename!r} larger than declared")
+            yield Member(info.filename, content)
+
+
+def _guard_container(data: bytes, limits: ScanLimits) -> None:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            check_zip(archive, limits, len(data))
+            if any(info.flag_bits & 0x1 for info in archive.infolist()):
+                raise Unreadable("encrypted document")
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise Unreadable(f"damaged document container: {exc}")
+
+
+def pdf_text(data: bytes, limits: ScanLimits) -> str:
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    try:
+        reader = PdfReader(io.BytesIO(data), strict=False)
+        if reader.is_encrypted:
+            # An owner password alone (printing/copy restrictions) opens with "".
+            try:
+                opened = reader.decrypt("")
+            except (PyPdfError, NotImplementedError, ValueError) as exc:
+                raise Unreadable(f"encrypted PDF: {exc}")
+            if not opened:
+                raise Unreadable("encrypted PDF (password required)")
+        pages = len(reader.pages)
+        if pages > limits.max_document_pages:
+            raise Unreadable(f"PDF has {pages} pages (limit {limits.max_document_pages})")
+        text = "\n".join(page.extract_text() or "" for page in reader.pages)
+    except Unreadable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any parser failure is "unscannable", never a crash
+        raise Unreadable(f"PDF cannot be read: {type(exc).__name__}: {exc}")
+    if pages and not text.strip():
+        raise Unreadable("PDF has no text layer (scanned image?)")
+    return text
+
+
+def docx_text(data: bytes, limits: ScanLimits) -> str:
+    import docx
+
+    _guard_container(data, limits)
+    document = docx.Document(io.BytesIO(data))
+    parts: list[str] = [p.text for p in document.paragraphs]
+    for table in document.tables:
+        for row in table.rows:
+            parts.extend(cell.text for cell in row.cells)
+    for section in document.sections:
+        for area in (section.header, section.footer):
+            parts.extend(p.text for p in area.paragraphs)
+    return "\n".join(parts)
+
+
+def xlsx_text(data: bytes, limits: ScanLimits) -> str:
+    import openpyxl
+
+    _guard_container(data, limits)
+    book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    parts: list[str] = []
+    budget = limits.max_text
+    try:
+        for sheet in book.worksheets:
+            parts.append(str(sheet.title))
+            for row in sheet.iter_rows(values_only=True):
+                line = " ".join(str(v) for v in row if v is not None)
+                budget -= len(line) + 1
+                if budget < 0:
+                    raise Unreadable("spreadsheet text exceeds the scan limit")
+                parts.append(line)
+    finally:
+        book.close()
+    return "\n".join(parts)
+
+
+def pptx_text(data: bytes, limits: ScanLimits) -> str:
+    import pptx
+
+    _guard_container(data, limits)
+    presentation = pptx.Presentation(io.BytesIO(data))
+    if len(presentation.slides) > limits.max_document_pages:
+        raise Unreadable(f"presentation has too many slides (limit {limits.max_document_pages})")
+    parts: list[str] = []
+    for slide in presentation.slides:
+        for shape in slide.shapes:
+            if shape.has_text_frame:
+                parts.append(shape.text_frame.text)
+            if getattr(shape, "has_table", False) and shape.has_table:
+                for row in shape.table.rows:
+                    parts.extend(cell.text for cell in row.cells)
+        if slide.has_notes_slide:
+            parts.append(slide.notes_slide.notes_text_frame.text)
+    return "\n".join(parts)
+
+
+def odf_text(data: bytes, limits: ScanLimits) -> str:
+    from odf import teletype
+    from odf import text as odftext
+    from odf.opendocument import load
+
+    _guard_container(data, limits)
+    document = load(io.BytesIO(data))
+    paragraphs = document.getElementsByType(odftext.P) + document.getElementsByType(odftext.H)
+    return "\n".join(teletype.extractText(p) for p in paragraphs)
+
+
+def rtf_text(data: bytes) -> str:
+    from striprtf.striprtf import rtf_to_text
+
+    raw, _clean = decode_text(data, "cp1252")
+    return str(rtf_to_text(raw, errors="replace"))  # type: ignore[no-untyped-call]
+
+
+def document_text(kind: Kind, data: bytes, limits: ScanLimits) -> str:
+    """Text of one document of a known kind; raises Unreadable with the reason."""
+    readers = {Kind.PDF: pdf_text, Kind.DOCX: docx_text, Kind.XLSX: xlsx_text,
+               Kind.PPTX: pptx_text, Kind.ODF: odf_text}
+    try:
+        if kind in readers:
+            return readers[kind](data, limits)
+        if kind is Kind.RTF:
+            return rtf_text(data)
+    except Unreadable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a broken document is unscannable, never a crash
+        raise Unreadable(f"{kind} cannot be read: {type(exc).__name__}: {str(exc)[:200]}")
+    raise Unreadable(f"no text reader for {kind}")

@@ -1,0 +1,103 @@
+"""Financial identifiers: IBAN (mod-97), payment cards (Luhn), Danish reg.+konto in context.
+
+Each finding is masked before it leaves this module: an IBAN keeps its country
+and check digits, a card its last four digits, an account its reg. number.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# ISO 13616 lengths for the countries a Danish organisation meets most; others
+# are accepted within the standard's 15-34 range when mod-97 holds.
+_IBAN_LENGTHS = {"DK": 18, "FO": 18, "GL": 18, "NO": 15, "SE": 24, "FI": 18, "DE": 22,
+                 "GB": 22, "NL": 18, "FR": 27, "ES": 24, "IT": 27, "PL": 28, "BE": 16,
+                 "CH": 21, "AT": 20, "IE": 22, "IS": 26, "LT": 20, "LV": 21, "EE": 20}
+_IBAN = re.compile(r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
+_CARD = re.compile(r"[0-9]{4}[ -]?[0-9]{4}[ -]?[0-9]{4}[ -]?[0-9]{1,7}")
+# "reg.nr. 1234 kontonr. 0012345678", "reg. 1234 konto 12345678", "1234-0012345678"
+# after "konto"/"account": the context word is required, a bare pair of digit
+# groups is too often something else.
+_REG_KONTO = re.compile(
+    r"(?:reg(?:istrerings)?\.?\s*(?:nr|nummer)?\.?|registration\s+(?:no|number)\.?|sort\s+code)"
+    r"\s*:?\s*([0-9]{4})[\s,./:;-]{1,4}(?:(?:konto|kontonr|kontonummer|account)(?:\s*(?:nr|no|nummer))?\.?\s*:?\s*)?"
+    r"([0-9]{6,10})(?![0-9])"
+    r"|(?:konto|kontonr|kontonummer|bankkonto|account)\.?\s*(?:nr|no|nummer)?\.?\s*:?\s*"
+    r"([0-9]{4})[ -]([0-9]{6,10})(?![0-9])"
+)
+
+
+@dataclass(frozen=True)
+class FinancialHit:
+    kind: str  # "iban", "card", "bank_account"
+    masked: str
+    start: int
+
+
+def iban_valid(candidate: str) -> bool:
+    iban = candidate.replace(" ", "")
+    if not 15 <= len(iban) <= 34:
+        return False
+    expected = _IBAN_LENGTHS.get(iban[:2])
+    if expected is not None and len(iban) != expected:
+        return False
+    rearranged = iban[4:] + iban[:4]
+    number = "".join(str(int(ch, 36)) for ch in rearranged)
+    return int(number) % 97 == 1
+
+
+def luhn_valid(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def _card_brand_prefix(digits: str) -> bool:
+    # Visa 4, Mastercard 51-55/2221-2720, Amex 34/37, Dankort 5019, Diners 36/38,
+    # Discover/JCB 6: anything else with a valid Luhn is more often an ID.
+    if digits[0] == "4" or digits[:4] == "5019" or digits[:2] in ("34", "36", "37", "38"):
+        return True
+    if "51" <= digits[:2] <= "55" or "2221" <= digits[:4] <= "2720":
+        return True
+    return digits[0] == "6"
+
+
+def find_ibans(text: str) -> list[FinancialHit]:
+    hits: list[FinancialHit] = []
+    for match in _IBAN.finditer(text):
+        raw = match.group()
+        if match.start() and text[match.start() - 1].isalnum():
+            continue
+        if iban_valid(raw):
+            compact = raw.replace(" ", "")
+            hits.append(FinancialHit("iban", f"{compact[:4]}xxxx{'x' * (len(compact) - 8)}",
+                                     match.start()))
+    return hits
+
+
+def find_cards(text: str) -> list[FinancialHit]:
+    hits: list[FinancialHit] = []
+    size = len(text)
+    for match in _CARD.finditer(text):
+        start, end = match.span()
+        if (start and text[start - 1].isdigit()) or (end < size and text[end].isdigit()):
+            continue
+        digits = re.sub(r"[ -]", "", match.group())
+        if 13 <= len(digits) <= 19 and _card_brand_prefix(digits) and luhn_valid(digits):
+            hits.append(FinancialHit("card", f"xxxx-xxxx-xxxx-{digits[-4:]}", start))
+    return hits
+
+
+def find_bank_accounts(lowered: str) -> list[FinancialHit]:
+    hits: list[FinancialHit] = []
+    for match in _REG_KONTO.finditer(lowered):
+        reg = match.group(1) or match.group(3)
+        hits.append(FinancialHit("bank_account", f"reg. {reg} konto xxxxxxxxxx", match.start()))
+    return hits
