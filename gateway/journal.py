@@ -30,6 +30,8 @@ class RecipientState:
     payload: str | None = None  # which file in the message folder to send
     status: RecipientStatus = RecipientStatus.QUEUED
     response: str = ""
+    tls: dict[str, Any] | None = None  # what the delivering connection negotiated
+    quarantine_id: str | None = None
 
     @property
     def final(self) -> bool:
@@ -98,6 +100,8 @@ def fold(recipients: tuple[str, ...], records: list[dict[str, Any]]) -> MessageS
                 continue  # a final status is never taken back
             r.status = RecipientStatus(record["status"])
             r.response = record.get("response", "")
+            r.tls = record.get("tls")
+            r.quarantine_id = record.get("quarantine_id")
         elif kind == "attempt":
             state.attempts += 1
             state.next_attempt = record.get("next")

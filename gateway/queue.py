@@ -31,6 +31,7 @@ from gateway.events import (
     RecipientDecided,
     RecipientStatus,
     RecipientUpdated,
+    TlsSession,
 )
 from gateway.journal import MessageState, classification_record, fold
 from gateway.metrics import Metrics
@@ -87,6 +88,7 @@ class QueueManager:
         # Where a message is when the queue itself put it there; saves a directory search
         # per message on the hot path. Checked with one stat before it is trusted.
         self._known: dict[str, State] = {}
+        self._resumed: set[str] = set()  # messages found on disk at start: their audit is reconciled
         self.tasks: set[asyncio.Task[None]] = set()
         self.stopping = False
         self.wakeup = asyncio.Event()
@@ -114,6 +116,7 @@ class QueueManager:
 
     async def start(self) -> None:
         await self._io(self.spool.recover)
+        self._resumed = set(self.spool.ids(State.ACTIVE)) | set(self.spool.ids(State.DEFERRED))
         for message_id in self.spool.ids(State.INCOMING) + self.spool.ids(State.ACTIVE):
             self.ready.put_nowait(message_id)  # where each one is gets looked up: a restart is rare
         for message_id in self.spool.ids(State.DEFERRED):
@@ -212,6 +215,9 @@ class QueueManager:
                 await self._io(self.spool.move, message_id, State.DEFERRED, State.ACTIVE)
                 state = State.ACTIVE
             if state is State.ACTIVE:
+                if message_id in self._resumed:
+                    self._resumed.discard(message_id)
+                    await self._reconcile_audit(message_id)
                 await self._attempt(message_id)
         except Exception as exc:
             # The message stays where it is on disk; try again later rather than lose it.
@@ -219,6 +225,19 @@ class QueueManager:
             self._schedule(message_id, time.time() + self.cfg.delivery.retry[0])
         finally:
             self.busy.discard(message_id)
+
+    async def _reconcile_audit(self, message_id: str) -> None:
+        """After a crash, the journal may hold final statuses whose audit events died with
+        the process (the journal line is written first). Re-emit them: folding the same
+        status twice changes nothing in the record, a missing one would leave it "queued"."""
+        envelope = self.spool.envelope(message_id, State.ACTIVE)
+        state = fold(envelope.recipients, self.spool.journal(message_id, State.ACTIVE))
+        for r in state.recipients.values():
+            if not r.final:
+                continue
+            tls = TlsSession(**r.tls) if r.tls else None
+            await self._emit(RecipientUpdated(message_id, time.time(), r.address, r.status, r.response, tls,
+                                              quarantine_id=r.quarantine_id))
 
     async def _run_pipeline(self, message_id: str) -> None:
         envelope = self.spool.envelope(message_id, State.INCOMING)

@@ -10,6 +10,7 @@ counted and printed, never a loss.
 
 from __future__ import annotations
 
+import json
 import re
 import smtplib
 import socket
@@ -149,5 +150,13 @@ def test_sigkill_at_three_points_loses_no_acknowledged_message(relay_lab, gatewa
     assert 999999 not in counts, "a half-sent DATA was delivered"
     assert wait_until(lambda: not gw.ids("incoming") and not gw.ids("active") and not gw.ids("deferred"),
                       timeout=60)
+    # The audit survived the kills too: a record per accepted message, every recipient
+    # final (a status whose audit event died with the process is reconciled at start).
+    records = [json.loads(line) for line in gw.cli("log", "search", "--jsonl").stdout.splitlines() if line.strip()]
+    mail = [r for r in records if r["sender"] == "kontor@firm.test"]
+    assert len(mail) >= TOTAL
+    stuck = [r["id"] for r in mail if any(x["status"] != "delivered" for x in r["recipients"])]
+    assert stuck == [], f"audit records not final: {stuck[:5]}"
+    assert gw.cli("log", "verify").returncode == 0
     for sock in _half_data.sockets:  # type: ignore[attr-defined]
         sock.close()
