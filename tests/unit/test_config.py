@@ -82,3 +82,32 @@ def test_usage_error_exits_2():
     result = subprocess.run([sys.executable, "-m", "gateway", "no-such-command"], capture_output=True, text=True,
                             cwd=ROOT)
     assert result.returncode == 2
+
+
+def test_the_example_documents_every_key_with_its_default():
+    """config.example.toml is the reference: each key of the schema, at its default value."""
+    import dataclasses
+    import tomllib
+
+    from gateway.config import _SECTIONS, ServerConfig
+
+    text = (ROOT / "config.example.toml").read_text()
+    data = tomllib.loads(text)
+    example = load_config(ROOT / "config.example.toml")
+    missing = []
+    for section, cls in _SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            if f.name == "ldap":
+                continue  # [[certdir.ldap]] is a list of tables: shown commented out, none by default
+            if f.name not in data.get(section, {}):
+                missing.append(f"{section}.{f.name}")
+                continue
+            default = cls()
+            assert getattr(getattr(example, section), f.name) == getattr(default, f.name) or \
+                f.type in ("ConfigPath", "list[ConfigPath]"), f"{section}.{f.name} differs from its default"
+    assert missing == []
+    assert isinstance(example.server, ServerConfig)
+    from gateway.config import LdapSourceConfig
+
+    for f in dataclasses.fields(LdapSourceConfig):
+        assert f"# {f.name} = " in text, f"certdir.ldap.{f.name} is not shown in the example"
