@@ -68,13 +68,15 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-def run_gateway(messages: int, sessions: int, size: int, sink_port: int, dns_port: int) -> dict[str, float]:
+def run_gateway(messages: int, sessions: int, size: int, sink_port: int, dns_port: int,
+                intake: int) -> dict[str, float]:
     folder = Path(tempfile.mkdtemp(prefix="sikkermail-bench-"))
     port = free_port()
     (folder / "sikkermail.toml").write_text(
         f'[server]\nlisten = "127.0.0.1:{port}"\nhostname = "gateway.bench.test"\n'
-        f'allowed_networks = ["127.0.0.0/8"]\nmax_message_size = "60MB"\n\n'
-        f'[delivery]\nmx_port = {sink_port}\nretry = ["5s"]\n\n'
+        f'allowed_networks = ["127.0.0.0/8"]\nmax_message_size = "60MB"\nintake_processes = {intake}\n\n'
+        # per-domain concurrency as Postfix's default_destination_concurrency_limit (20)
+        f'[delivery]\nmx_port = {sink_port}\nretry = ["5s"]\nmax_per_domain = 20\n\n'
         f'[dns]\nnameservers = ["127.0.0.1:{dns_port}"]\n\n'
         f'[policy]\nfile = "{ROOT / "policy.toml"}"\n')
     log = (folder / "gateway.log").open("wb")
@@ -82,6 +84,10 @@ def run_gateway(messages: int, sessions: int, size: int, sink_port: int, dns_por
                                stdout=log, stderr=log, cwd=ROOT)
     try:
         wait_port(port)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (folder / "gateway.log").read_text().count(
+                '"intake-listening"') < intake - 1:
+            time.sleep(0.1)  # every intake process listens before the load starts
         started = smtp_source(port, messages, sessions, size)
         done = folder / "var" / "spool" / "done"
         deadline = time.monotonic() + 1800
@@ -133,6 +139,8 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--sizes", default="10240,102400")
     parser.add_argument("--no-postfix", action="store_true")
+    parser.add_argument("--intake-processes", type=int, default=os.cpu_count() or 1,
+                        help="[server] intake_processes for the gateway (default: one per core)")
     args = parser.parse_args()
     if os.geteuid() != 0 and not args.no_postfix:
         sys.exit("the Postfix baseline needs root (or pass --no-postfix)")
@@ -148,9 +156,10 @@ def main() -> None:
     dns.start_thread()
     try:
         wait_port(sink_port)
-        print(f"relay benchmark: {args.messages} messages, {args.sessions} sessions (smtp-source -> relay -> smtp-sink)")
+        print(f"relay benchmark: {args.messages} messages, {args.sessions} sessions (smtp-source -> relay -> "
+              f"smtp-sink); gateway with {args.intake_processes} intake process(es), full content classification")
         for size in (int(s) for s in args.sizes.split(",")):
-            gw = run_gateway(args.messages, args.sessions, size, sink_port, dns_port)
+            gw = run_gateway(args.messages, args.sessions, size, sink_port, dns_port, args.intake_processes)
             line = (f"{size // 1024:>4} KB  gateway {gw['rate']:7.1f} msg/s  p50 {gw['p50'] * 1000:6.1f} ms  "
                     f"p99 {gw['p99'] * 1000:6.1f} ms")
             if not args.no_postfix:

@@ -94,6 +94,7 @@ class ServerConfig:
     users_file: ConfigPath = ""  # SMTP AUTH users (name:scrypt hash); empty: AUTH off
     data_timeout: Duration = 300.0
     health_listen: str = ""  # "127.0.0.1:9125": /metrics (Prometheus) and /healthz; empty: off
+    intake_processes: int = 1  # SMTP intake processes sharing the port; 1: the gateway's own loop only
 
 
 @dataclass(frozen=True)
@@ -327,6 +328,8 @@ def _check(cfg: Config, src: TomlSource, problems: list[Problem]) -> None:
         problems.append(src.problem("server.users_file", "SMTP AUTH needs tls_cert/tls_key (AUTH only over TLS)"))
     if cfg.server.require_starttls and not cfg.server.tls_cert:
         problems.append(src.problem("server.require_starttls", "needs tls_cert and tls_key"))
+    if not 1 <= cfg.server.intake_processes <= 64:
+        problems.append(src.problem("server.intake_processes", "must be between 1 and 64"))
     if cfg.server.max_message_size <= 0:
         problems.append(src.problem("server.max_message_size", "must be positive"))
     for ns in cfg.dns.nameservers:

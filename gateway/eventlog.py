@@ -21,6 +21,7 @@ class _JsonFormatter(logging.Formatter):
             "ts": round(record.created, 3),
             "level": record.levelname.lower(),
             "event": record.getMessage(),
+            "pid": record.process,  # several intake processes may share one log
         }
         data.update(getattr(record, "fields", {}))
         if record.exc_info:

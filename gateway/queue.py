@@ -126,8 +126,12 @@ class QueueManager:
         eventlog.event("queue-started", ready=self.ready.qsize(), deferred=len(self.timers))
 
     def accepted(self, envelope: Envelope) -> None:
-        self._known[envelope.id] = State.INCOMING
-        self.ready.put_nowait(envelope.id)
+        self.accepted_id(envelope.id)
+
+    def accepted_id(self, message_id: str) -> None:
+        """A message just made durable in incoming/ (by this process or an intake process)."""
+        self._known[message_id] = State.INCOMING
+        self.ready.put_nowait(message_id)
 
     def _schedule(self, message_id: str, due: float) -> None:
         self._known[message_id] = State.DEFERRED

@@ -9,13 +9,17 @@ and says why.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import subprocess
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 from gateway import eventlog
 from gateway.config import Config, parse_host_port
 from gateway.facts import FactGatherer
+from gateway.intake import spawn
 from gateway.metrics import Metrics, start_health_server
 from gateway.pipeline import Pipeline, PolicyHolder
 from gateway.queue import QueueManager
@@ -24,6 +28,15 @@ from gateway.spool import Spool
 from policy.policyfile import PolicyError, load_policy
 
 DRAIN_GRACE = 30.0
+
+
+@dataclass
+class IntakeChildren:
+    processes: list[subprocess.Popen[bytes]]
+    read_fd: int
+    write_fd: int
+
+
 HOUSEKEEPING_INTERVAL = 3600.0
 
 
@@ -66,10 +79,54 @@ class Gateway:
                 eventlog.error("housekeeping-failed", error=repr(exc))
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
 
+    def _start_intake(self, loop: asyncio.AbstractEventLoop) -> IntakeChildren | None:
+        """Extra intake processes (gateway/intake.py); they tell us about accepted mail by pipe."""
+        extra = self.cfg.server.intake_processes - 1
+        if extra <= 0:
+            return None
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(read_fd, False)
+        buffer = bytearray()
+
+        def readable() -> None:
+            try:
+                chunk = os.read(read_fd, 65536)
+            except BlockingIOError:
+                return
+            buffer.extend(chunk)
+            *lines, rest = bytes(buffer).split(b"\n")
+            buffer[:] = rest
+            for line in lines:
+                if line:
+                    self.metrics.received.inc()
+                    self.queue.accepted_id(line.decode("ascii"))
+
+        loop.add_reader(read_fd, readable)
+        processes = spawn(self.cfg.path, extra, write_fd)
+        eventlog.event("intake-started", processes=[p.pid for p in processes])
+        return IntakeChildren(processes, read_fd, write_fd)
+
+    async def _stop_intake(self, children: IntakeChildren | None) -> None:
+        if children is None:
+            return
+        for process in children.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        loop = asyncio.get_running_loop()
+        for process in children.processes:
+            try:
+                await loop.run_in_executor(None, process.wait, DRAIN_GRACE)
+            except Exception:  # a stuck child is killed; its mail is on disk or was never acknowledged
+                process.kill()
+        # whatever they reported last is still in the pipe
+        loop.remove_reader(children.read_fd)
+        os.close(children.write_fd)
+        os.close(children.read_fd)
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         await self.queue.start()
-        smtp = await start_smtp(self.cfg, self.handler)
+        smtp = await start_smtp(self.cfg, self.handler, reuse_port=self.cfg.server.intake_processes > 1)
         health = None
         if self.cfg.server.health_listen:
             host, port = parse_host_port(self.cfg.server.health_listen)
@@ -78,6 +135,7 @@ class Gateway:
         loop.add_signal_handler(signal.SIGTERM, self.stopped.set)
         loop.add_signal_handler(signal.SIGINT, self.stopped.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload_policy)
+        children = self._start_intake(loop)
         queue_task = asyncio.create_task(self.queue.run())
         housekeeping = asyncio.create_task(self._housekeeping())
         eventlog.event("listening", listen=self.cfg.server.listen, spool=self.cfg.spool.path)
@@ -87,6 +145,7 @@ class Gateway:
             eventlog.event("stopping")
             self.handler.accepting = False
             smtp.close()
+            await self._stop_intake(children)
             await self.queue.drain(DRAIN_GRACE)
             queue_task.cancel()
             housekeeping.cancel()

@@ -244,7 +244,7 @@ def _authenticator(users: Users) -> Callable[..., AuthResult]:
     return authenticate
 
 
-async def start_smtp(cfg: Config, handler: RelayHandler) -> asyncio.Server:
+async def start_smtp(cfg: Config, handler: RelayHandler, *, reuse_port: bool = False) -> asyncio.Server:
     host, port = cfg.listen
     tls_context = _server_tls_context(cfg)
     users = Users.load(cfg.server.users_file) if cfg.server.users_file else None
@@ -269,4 +269,5 @@ async def start_smtp(cfg: Config, handler: RelayHandler) -> asyncio.Server:
             **kwargs,
         )
 
-    return await asyncio.get_running_loop().create_server(factory, host=host, port=port, reuse_address=True)
+    return await asyncio.get_running_loop().create_server(factory, host=host, port=port, reuse_address=True,
+                                                          reuse_port=reuse_port)
