@@ -36,7 +36,7 @@ from gateway.events import (
 from gateway.journal import MessageState, classification_record, fold
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline, Planned, read_headers
-from gateway.spool import LIVE_STATES, Envelope, Kind, Spool, State
+from gateway.spool import Envelope, Kind, Spool, State
 from policy.model import Action, Classification, Decision, Level, Protection, Step
 from tlsprobe.mx import MxAnswer, make_resolver, resolve_mx
 
@@ -482,8 +482,4 @@ class QueueManager:
                        [{"e": "notified", "what": f"dsn:{r.address}", "id": dsn_id} for r in bounced])
         self.ready.put_nowait(dsn_id)
         eventlog.event("bounce-sent", id=message_id, dsn=dsn_id, recipients=len(bounced))
-
-
-def live_message_ids(spool: Spool) -> list[tuple[State, str]]:
-    return [(state, message_id) for state in LIVE_STATES for message_id in spool.ids(state)]
 

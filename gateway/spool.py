@@ -44,7 +44,6 @@ class State(enum.StrEnum):
     DONE = "done"
 
 
-LIVE_STATES = (State.INCOMING, State.ACTIVE, State.DEFERRED)
 
 
 class Kind(enum.StrEnum):
