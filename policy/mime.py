@@ -8,14 +8,17 @@ reported, so the policy can fail closed.
 
 from __future__ import annotations
 
+import binascii
 import email
 import email.errors
 import re
 from dataclasses import dataclass, field
+from email._encoded_words import decode_b  # Message.get_payload's own base64 decoder
 from email.header import Header, decode_header, make_header
 from email.message import Message
 from email.policy import compat32
 from email.utils import collapse_rfc2231_value
+from typing import cast
 
 from policy.documents import (
     Kind,
@@ -225,7 +228,8 @@ class _Walker:
         if filename:
             self.add_text(f"{here} (name)", filename)
         try:
-            data = part.get_payload(decode=True)
+            data = part.decoded_body() if isinstance(part, LeafHeaders) else \
+                part.get_payload(decode=True)
         except Exception as exc:  # noqa: BLE001 - the email package on hostile input
             self.unscannable(here, f"cannot decode: {type(exc).__name__}")
             return
@@ -317,16 +321,175 @@ class _Walker:
             self.unscannable(where, str(exc))
 
 
+# The end of a header section: the first empty line. The stdlib parser ends a
+# line at CRLF, CR or LF, so a CR directly before an LF is one line ending.
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_EMPTY_LINE = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(\r\n|\r|\n)")
+# what may follow "--boundary" on a boundary line (email.feedparser.boundaryendRE)
+_BOUNDARY_END = re.compile(rb"(--)?[ \t]*(?:\r\n|\r|\n|\Z)")
+_UU_ENCODINGS = ("x-uuencode", "uuencode", "uue", "x-uue")
+# multiparts nested deeper than this are left to the stdlib parser
+_MAX_FAST_NESTING = 8
+
+
+class LeafHeaders(Message):
+    """A leaf parsed for its headers only; `raw_body` is its body, still transfer-encoded.
+
+    The body is a view into the message's bytes, so the tree holds no copy of
+    them; each part is copied once, when the walk decodes it.
+    """
+
+    raw_body: memoryview = memoryview(b"")
+
+    def decoded_body(self) -> bytes:
+        """What `get_payload(decode=True)` returns when the stdlib parsed the whole part.
+
+        The same decoders and the same defects as `email.message.Message.get_payload`
+        (compat32), without its round trip through str: quoted-printable with
+        `binascii.a2b_qp` (what `quopri.decodestring` calls), base64 with the
+        stdlib's own `decode_b` after dropping the line breaks, as
+        `b"".join(payload.splitlines())` does.
+        """
+        cte = str(self.get("content-transfer-encoding", "")).lower()
+        if cte == "quoted-printable":
+            return binascii.a2b_qp(self.raw_body)
+        if cte == "base64":
+            value, defects = decode_b(bytes(self.raw_body).translate(None, b"\r\n"))
+            for defect in defects:
+                self.policy.handle_defect(self, defect)
+            return cast(bytes, value)  # decode_b is untyped; it returns bytes on every branch
+        return bytes(self.raw_body)
+
+
+def _headers(raw: bytes, start: int, stop: int) -> tuple[LeafHeaders, int] | None:
+    """The header section of raw[start:stop] parsed by the stdlib, and where the body starts.
+
+    None when the stdlib would end the header section anywhere but at the
+    first empty line (a line that is not a header, no empty line at all).
+    """
+    first = _LINE_END.match(raw, start, stop)
+    if first is not None:
+        end = first.end()  # no headers at all: the stdlib's default text/plain
+    else:
+        found = _EMPTY_LINE.search(raw, start, stop)
+        if found is None:
+            return None
+        end = found.end()
+    msg = email.message_from_bytes(raw[start:end], LeafHeaders, policy=compat32)
+    if not isinstance(msg, LeafHeaders) or msg.get_payload() != "":
+        return None  # a line that is not a header ended the header section earlier
+    return msg, end
+
+
+def _boundary_lines(raw: bytes, start: int, stop: int, separator: bytes,
+                    ) -> list[tuple[int, int, bool]]:
+    """(start, end, is the close boundary) of every line the stdlib takes as a boundary."""
+    found: list[tuple[int, int, bool]] = []
+    index = raw.find(separator, start, stop)
+    while index != -1:
+        if index == start or raw[index - 1] in b"\r\n":
+            tail = _BOUNDARY_END.match(raw, index + len(separator), stop)
+            if tail is not None:
+                found.append((index, tail.end(), tail.group(1) is not None))
+        index = raw.find(separator, index + 1, stop)
+    return found
+
+
+def _fast_tree(raw: bytes, start: int = 0, stop: int | None = None, nesting: int = 0,
+               ) -> Message | None:
+    """The tree of the message in raw[start:stop], every leaf a `LeafHeaders`; None: use the stdlib.
+
+    `email.message_from_bytes` turns the whole message into a str (2 bytes per
+    byte once one 8-bit character is in it), splits it into lines and joins
+    them again: most of the time and memory of reading a large message. In the
+    common shapes, a single leaf or multiparts of leaves with well-formed
+    boundaries, the stdlib's payload of a leaf is a slice of the bytes, so only
+    the header sections go through the stdlib parser. Anything it would read
+    differently or flag as a defect (no close boundary, repeated boundary
+    lines, a boundary that is not ASCII, message/* parts, uuencode) returns
+    None, and the caller parses the whole message with the stdlib.
+    """
+    stop = len(raw) if stop is None else stop
+    split = _headers(raw, start, stop)
+    if split is None:
+        return None
+    msg, body = split
+    maintype = msg.get_content_maintype()
+    if maintype == "message":
+        return None
+    if maintype != "multipart":
+        if str(msg.get("content-transfer-encoding", "")).lower() in _UU_ENCODINGS:
+            return None
+        if nesting:
+            # RFC 2046: the line break before a boundary belongs to the boundary
+            # (email.feedparser strips one from the payload: NLCRE_eol)
+            if raw.endswith(b"\r\n", body, stop):
+                stop -= 2
+            elif raw.endswith((b"\r", b"\n"), body, stop):
+                stop -= 1
+        msg.raw_body = memoryview(raw)[body:stop]
+        return msg
+    boundary = msg.get_boundary()
+    if boundary is None or nesting >= _MAX_FAST_NESTING:
+        return None
+    try:
+        separator = b"--" + boundary.encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    lines = _boundary_lines(raw, body, stop, separator)
+    if not lines or lines[0][2]:
+        return None  # no start boundary, or the close boundary first
+    closing = next((i for i, line in enumerate(lines) if line[2]), None)
+    if closing is None:
+        return None  # no close boundary
+    container = Message()  # compat32, as the stdlib parser builds it
+    for name, value in msg.items():
+        container[name] = value
+    children: list[Message | str] = []
+    for (_start, after, _close), (following, _end, _next_close) in zip(
+            lines[:closing], lines[1:closing + 1], strict=True):
+        if following == after:
+            return None  # boundary lines in a row: the stdlib skips them
+        child = _fast_tree(raw, after, following, nesting + 1)
+        if child is None:
+            return None
+        children.append(child)
+    container.set_payload(children)
+    return container
+
+
 def read_message(raw: bytes, limits: ScanLimits, attached_images_unscannable: bool = True) -> Reading:
-    """Parse and walk a message; never raises on malformed input."""
+    """Parse and walk a message; never raises on malformed input.
+
+    The common shapes are read from the bytes (`_fast_tree`), anything else
+    through the stdlib parser. Both give the same reading
+    (tests/unit/test_mime_fastpath.py).
+    """
+    msg = _fast_tree(raw)
+    if msg is None:
+        return read_message_stdlib(raw, limits, attached_images_unscannable)
+    reading = Reading(msg)
+    walker = _Walker(reading, limits, attached_images_unscannable)
+    walker.message(msg, "body", 0)
+    reading.message = _headers_only(msg)
+    return reading
+
+
+def read_message_stdlib(raw: bytes, limits: ScanLimits,
+                        attached_images_unscannable: bool = True) -> Reading:
+    """`read_message` with the whole message parsed by `email.message_from_bytes`."""
     msg = email.message_from_bytes(raw, policy=compat32)
     reading = Reading(msg)
     walker = _Walker(reading, limits, attached_images_unscannable)
     walker.message(msg, "body", 0)
     # Keep the top-level headers (markings) and let the parsed payloads go:
     # with a 50 MB message they are most of the memory in use.
+    reading.message = _headers_only(msg)
+    return reading
+
+
+def _headers_only(msg: Message) -> Message:
     headers = Message()
     for name, value in msg.items():
         headers[name] = value
-    reading.message = headers
-    return reading
+    return headers
