@@ -46,7 +46,10 @@ def register(sub: Any) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    held = QuarantineStore(load(args)).list_held()
+    try:
+        held = QuarantineStore(load(args)).list_held()
+    except QuarantineError as exc:  # the shared (PostgreSQL) quarantine unreachable: one line, no traceback
+        raise CommandError(str(exc))
     if wants_json(args):
         print_json([h.to_json() for h in held])
         return 0

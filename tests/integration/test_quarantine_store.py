@@ -1,4 +1,9 @@
-"""Held messages: private on disk, released/deleted/purged only on record."""
+"""Held messages: private at rest, released/deleted/purged only on record.
+
+Each test runs with the audit database on SQLite (held messages in the node's
+quarantine folder) and on PostgreSQL (held messages in the shared `quarantine`
+table); `is_held` and `age_held` reach into whichever storage the config picks.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ import pytest
 from gateway.audit import open_audit
 from gateway.cli import main
 from gateway.config import Config
-from gateway.quarantine import QuarantineStore
+from gateway.quarantine import NotHeldError, QuarantineStore
 from gateway.spool import Envelope, Kind, Spool, State
 from policy.model import Action, Classification, Decision, Evidence, Level, Protection, Step
 
@@ -39,6 +44,31 @@ def hold_one(cfg: Config, tmp_path: Path, level: Level = Level.CONFIDENTIAL) -> 
     return QuarantineStore(cfg).hold(envelope, message, decisions, classification)
 
 
+def is_held(cfg: Config, quarantine_id: str) -> bool:
+    try:
+        QuarantineStore(cfg).get(quarantine_id)
+    except NotHeldError:
+        return False
+    return True
+
+
+def age_held(cfg: Config, quarantine_id: str, seconds: float) -> None:
+    """Move a held message's `held_at` back in time, in its folder or its row."""
+    if cfg.sqlite_path is not None:
+        meta = Path(cfg.quarantine.path) / quarantine_id / "meta.json"
+        data = json.loads(meta.read_text())
+        data["held_at"] -= seconds
+        meta.write_text(json.dumps(data))
+        return
+    import psycopg
+
+    with psycopg.connect(cfg.audit.database) as conn:
+        (text,) = conn.execute("SELECT meta FROM quarantine WHERE id = %s", (quarantine_id,)).fetchone()
+        data = json.loads(text)
+        data["held_at"] -= seconds
+        conn.execute("UPDATE quarantine SET meta = %s WHERE id = %s", (json.dumps(data), quarantine_id))
+
+
 def cli(config: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     status = main([*args, "-c", str(config)])
     out, err = capsys.readouterr()
@@ -47,13 +77,22 @@ def cli(config: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[i
 
 def test_held_message_is_private_with_its_reasons(cfg: Config, tmp_path: Path) -> None:
     qid = hold_one(cfg, tmp_path)
-    folder = Path(cfg.quarantine.path) / qid
-    assert stat.S_IMODE(os.stat(cfg.quarantine.path).st_mode) == 0o700
-    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-    for name in ("message", "meta.json"):
-        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600
-    assert (folder / "message").read_bytes() == BODY
-    meta_text = (folder / "meta.json").read_text()
+    if cfg.sqlite_path is not None:
+        folder = Path(cfg.quarantine.path) / qid
+        assert stat.S_IMODE(os.stat(cfg.quarantine.path).st_mode) == 0o700
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        for name in ("message", "meta.json"):
+            assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600
+        stored, meta_text = (folder / "message").read_bytes(), (folder / "meta.json").read_text()
+    else:
+        import psycopg
+
+        assert not (Path(cfg.quarantine.path) / qid).exists()  # shared: nothing of it on this node's disk
+        with psycopg.connect(cfg.audit.database) as conn:
+            meta_text, message = conn.execute("SELECT meta, message FROM quarantine WHERE id = %s",
+                                              (qid,)).fetchone()
+        stored = bytes(message)
+    assert stored == BODY
     assert "1234" not in meta_text.replace("ABCDEF0123", "")  # neither body nor the CPR in clear
     held = QuarantineStore(cfg).get(qid)
     assert held.recipients == ("b@klient.test",)
@@ -85,7 +124,7 @@ def test_release_within_policy_requeues_and_is_audited(cfg: Config, tmp_path: Pa
     assert envelope.kind is Kind.RELEASE and envelope.override_protection == "tls-enforced"
     assert envelope.origin == qid and envelope.recipients == ("b@klient.test",)
     assert spool.message_path(result["spool_id"], State.INCOMING).read_bytes() == BODY
-    assert not (Path(cfg.quarantine.path) / qid).exists()
+    assert not is_held(cfg, qid)
     store = open_audit(cfg)
     try:
         actions = store.record("0190000000000ABCDEF0123")["operator_actions"]
@@ -127,7 +166,7 @@ def test_delete_is_audited_and_needs_a_reason(cfg: Config, tmp_path: Path, compl
     capsys.readouterr()
     status, out, err = cli(compliance_config, capsys, "quarantine", "delete", qid, "--reason", "sent by mistake")
     assert status == 0, err
-    assert not (Path(cfg.quarantine.path) / qid).exists()
+    assert not is_held(cfg, qid)
     store = open_audit(cfg)
     try:
         (action,) = store.operator_actions()
@@ -142,12 +181,10 @@ def test_delete_is_audited_and_needs_a_reason(cfg: Config, tmp_path: Path, compl
 def test_purge_removes_only_expired_and_is_audited(cfg: Config, tmp_path: Path, compliance_config: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     old, new = hold_one(cfg, tmp_path), hold_one(cfg, tmp_path)
-    meta = Path(cfg.quarantine.path) / old / "meta.json"
-    data = json.loads(meta.read_text())
-    data["held_at"] -= 31 * 86400
-    meta.write_text(json.dumps(data))
+    age_held(cfg, old, 31 * 86400)
     status, out, err = cli(compliance_config, capsys, "quarantine", "purge", "--operator", "cron")
-    assert status == 0, err and "purged 1" in out
+    assert status == 0, err
+    assert "purged 1 " in out
     assert [h.id for h in QuarantineStore(cfg).list_held()] == [new]
     store = open_audit(cfg)
     try:
