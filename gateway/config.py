@@ -94,7 +94,7 @@ class ServerConfig:
     users_file: ConfigPath = ""  # SMTP AUTH users (name:scrypt hash); empty: AUTH off
     data_timeout: Duration = 300.0
     health_listen: str = ""  # "127.0.0.1:9125": /metrics (Prometheus) and /healthz; empty: off
-    intake_processes: int = 1  # SMTP intake processes sharing the port; 1: the gateway's own loop only
+    intake_processes: int = 1  # SMTP intake processes sharing the port; 1: the gateway's own loop, more: children
 
 
 @dataclass(frozen=True)

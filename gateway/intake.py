@@ -1,10 +1,10 @@
 """Extra SMTP intake processes, as Postfix runs several `smtpd` beside one `qmgr`.
 
-With `[server] intake_processes = N` (N > 1) the gateway starts N-1 children that
+With `[server] intake_processes = N` (N > 1) the gateway starts N children that
 each listen on the same address (SO_REUSEPORT: the kernel spreads connections),
-accept mail exactly as the main process does (same handler, same spool, fsync
-before 250) and tell the queue process about each accepted message by writing
-its id to a pipe. The spool stays the truth: a notification lost with a crash
+accept mail exactly as the gateway's own loop does with N = 1 (same handler, same
+spool, fsync before 250) and tell the queue process, which then takes no SMTP
+itself, about each accepted message by writing its id to a pipe. The spool stays the truth: a notification lost with a crash
 is found by the queue's scan of incoming/ and at the next start.
 
     python -m gateway.intake CONFIG NOTIFY_FD PARENT_PID
