@@ -61,6 +61,17 @@ def parse_duration(value: Any) -> float:
     return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
 
 
+# RFC 1123 §2.1 host names: ASCII letters, digits and hyphens in dot-separated labels.
+# The name goes into the banner, EHLO and every Received header (RFC 5321 §4.4), which
+# are ASCII; an A-label (xn--...) is how an IDN is written there.
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def valid_hostname(name: str) -> bool:
+    labels = name.split(".")
+    return 0 < len(name) <= 253 and all(_HOST_LABEL.match(label) for label in labels)
+
+
 def parse_host_port(value: str, default_port: int | None = None) -> tuple[str, int]:
     """ "127.0.0.1:10025", "[::1]:25"; a bare host or IPv6 address takes default_port."""
     match = re.match(r"^\[([^\]]+)\](?::(\d+))?$", value) or re.match(r"^([^:]+)(?::(\d+))?$", value)
@@ -308,6 +319,9 @@ def _check(cfg: Config, src: TomlSource, problems: list[Problem]) -> None:
         parse_host_port(cfg.server.listen)
     except ValueError as exc:
         problems.append(src.problem("server.listen", str(exc)))
+    if not valid_hostname(cfg.server.hostname):
+        problems.append(src.problem("server.hostname", f"not a host name: {cfg.server.hostname!r} "
+                                    "(ASCII letters, digits, hyphens and dots; an IDN as xn--...)"))
     for net in cfg.server.allowed_networks:
         try:
             ipaddress.ip_network(net, strict=False)

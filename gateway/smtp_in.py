@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import errno
 import hashlib
 import hmac
@@ -37,6 +38,13 @@ _DOMAIN = re.compile(r"^(?:[A-Za-z0-9\u0080-\uffff](?:[A-Za-z0-9\u0080-\uffff-]{
                      r"[A-Za-z0-9\u0080-\uffff](?:[A-Za-z0-9\u0080-\uffff-]{0,61}[A-Za-z0-9\u0080-\uffff])?$")
 _LITERAL = re.compile(r"^\[(?:IPv6:)?[0-9A-Fa-f:.]+\]$")
 _LOCAL = re.compile(r'^(?:"(?:[^"\\\r\n]|\\.)*"|[^\s@"()<>\[\]\\,;:]+)$')
+
+
+# The id of the message whose DATA this connection's task is handling: aiosmtpd calls
+# handle_exception(error) without the session, but in the same task as the hook that
+# failed, so a context variable names the message in the log line.
+_current_message: contextvars.ContextVar[str | None] = contextvars.ContextVar("smtp_message", default=None)
+_current_client: contextvars.ContextVar[str | None] = contextvars.ContextVar("smtp_client", default=None)
 
 
 def valid_address(address: str) -> bool:
@@ -133,6 +141,8 @@ class RelayHandler:
                           address: str, mail_options: list[str]) -> str:
         if not self.accepting:
             return "421 4.3.2 Service shutting down, try again later"
+        _current_client.set(str(session.peer))
+        _current_message.set(None)
         if not self._allowed(session):
             self.metrics.rejected.labels("relay-denied").inc()
             eventlog.warning("relay-denied", client=str(session.peer))
@@ -179,6 +189,7 @@ class RelayHandler:
         options = {o.upper().split("=")[0]: o for o in envelope.mail_options}
         received_at = time.time()
         message_id = new_id(received_at)
+        _current_message.set(message_id)
         peer = session.peer
         client = peer[0] if isinstance(peer, tuple) else str(peer)
         spooled = Envelope(
@@ -208,6 +219,16 @@ class RelayHandler:
                        recipients=len(spooled.recipients), size=len(stamped))
         self.on_accepted(spooled)
         return f"250 2.0.0 Ok: queued as {message_id}"
+
+    async def handle_exception(self, error: Exception) -> str:
+        """Any failure inside a hook. aiosmtpd's default answer is `500 Error: ...`, a
+        permanent failure that makes the sending server bounce mail we merely could not
+        take right now; SPEC: temporary trouble is 4xx, so it retries (RFC 5321 §4.2.1).
+        The traceback names code, never the message body."""
+        self.metrics.rejected.labels("internal-error").inc()
+        eventlog.error("smtp-internal-error", exc_info=error, id=_current_message.get(),
+                       client=_current_client.get(), error=type(error).__name__)
+        return "451 4.3.0 Temporary local problem, try again later"
 
     def _received_header(self, env: Envelope, session: Session, server: SMTP) -> bytes:
         protocol = "ESMTP"
