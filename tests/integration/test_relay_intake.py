@@ -5,9 +5,12 @@ line the gateway writes is JSON."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
+import os
 import smtplib
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +22,7 @@ from gateway.config import load_config
 from gateway.metrics import Metrics
 from gateway.smtp_in import RelayHandler, start_smtp
 from gateway.spool import Envelope, Spool, State
-from tests.fixtures.relay_lab import free_port
+from tests.fixtures.relay_lab import free_port, wait_until
 
 
 def _message(to: str, mid: str, body: bytes = b"Hej.\r\n") -> bytes:
@@ -96,3 +99,55 @@ def test_internal_error_in_data_answers_451_not_500(intake_with_bad_hostname, tm
     assert len(lines) == 1
     assert lines[0]["id"] and lines[0]["error"] == "UnicodeEncodeError"
     assert "Traceback" in lines[0]["traceback"] and "Hej." not in err
+
+
+@contextlib.contextmanager
+def _tiny_tmpfs(folder: Path, size: str = "2m") -> Iterator[Path]:
+    """A real small file system (we run as root in CI). No mount, no test: fail, never skip."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(folder)],
+                             capture_output=True, text=True, timeout=30)
+    assert mounted.returncode == 0, f"cannot mount a tmpfs for the disk-full test: {mounted.stderr}"
+    try:
+        yield folder
+    finally:
+        unmounted = subprocess.run(["umount", str(folder)], capture_output=True, text=True, timeout=30)
+        if unmounted.returncode != 0:
+            subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=30)
+
+
+def _fill(folder: Path, leave: int) -> Path:
+    """A file taking all but `leave` bytes of the file system."""
+    stat = os.statvfs(folder)
+    filler = folder / "filler"
+    with filler.open("wb") as out:
+        out.write(b"\0" * max(0, stat.f_bavail * stat.f_frsize - leave))
+    return filler
+
+
+def test_disk_full_answers_452_over_smtp_and_recovers_when_space_is_freed(relay_lab, gateway_factory):
+    sink = relay_lab.sink("intake-full")
+    relay_lab.domain("intakefull.test", [sink])
+    gw = gateway_factory()
+    big = _message("bo@intakefull.test", "full-1", (b"z" * 998 + b"\r\n") * 600)  # ~600KB
+    with _tiny_tmpfs(gw.spool):
+        try:
+            gw.start()
+            filler = _fill(gw.spool, leave=200 * 1024)
+            code, text = gw.send("anne@firm.test", ["bo@intakefull.test"], big)
+            assert (code, text) == (452, "4.3.1 Insufficient system storage")
+            assert gw.ids("tmp") == [] and gw.ids("incoming") == [] and gw.ids("active") == []
+            filler.unlink()
+            retried = big.replace(b"full-1", b"full-2")
+            code, text = gw.send("anne@firm.test", ["bo@intakefull.test"], retried)
+            assert code == 250, text
+            got = sink.wait_for(1)
+            assert wait_until(lambda: len(gw.ids("done")) == 1 and not gw.ids("active") and not gw.ids("incoming"))
+            # exactly the one that fitted, whole; never a trace of the refused one
+            assert len(sink.snapshot()) == 1
+            assert got[0].data.endswith(retried.split(b"\r\n\r\n", 1)[1])
+            assert b"full-1" not in got[0].data
+            events = [json.loads(line) for line in gw.log_text().splitlines()]
+            assert any(e["event"] == "spool-full" for e in events)
+        finally:
+            gw.kill()
