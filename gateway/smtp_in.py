@@ -183,8 +183,10 @@ class RelayHandler:
             return "554 5.6.0 Message rejected: bare CR or LF in data (RFC 5321 2.3.8)"
         if header_block_size(data) > self.cfg.server.max_header_size:
             self.metrics.rejected.labels("header-too-large").inc()
+            eventlog.warning("rejected-header-too-large", client=str(session.peer), size=header_block_size(data))
             return "552 5.3.4 Message header too large"
         if len(data) > self.cfg.server.max_message_size:
+            eventlog.warning("rejected-too-large", client=str(session.peer), size=len(data))
             return "552 5.3.4 Message size exceeds fixed maximum message size"
         options = {o.upper().split("=")[0]: o for o in envelope.mail_options}
         received_at = time.time()
@@ -207,12 +209,12 @@ class RelayHandler:
             await asyncio.get_running_loop().run_in_executor(None, partial(self.spool.accept, spooled, stamped))
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                eventlog.error("spool-full", client=client)
+                eventlog.error("spool-full", id=message_id, client=client)
                 return "452 4.3.1 Insufficient system storage"
-            eventlog.error("spool-write-failed", client=client, error=str(exc))
+            eventlog.error("spool-write-failed", id=message_id, client=client, error=str(exc))
             return "451 4.3.0 Temporary local problem, try again later"
         except Exception as exc:  # any failure before fsync: the client must retry, not lose it
-            eventlog.error("spool-write-failed", client=client, error=repr(exc))
+            eventlog.error("spool-write-failed", id=message_id, client=client, error=repr(exc))
             return "451 4.3.0 Temporary local problem, try again later"
         self.metrics.received.inc()
         eventlog.event("accepted", id=message_id, client=client, sender=spooled.sender,

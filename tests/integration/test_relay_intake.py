@@ -151,3 +151,40 @@ def test_disk_full_answers_452_over_smtp_and_recovers_when_space_is_freed(relay_
             assert any(e["event"] == "spool-full" for e in events)
         finally:
             gw.kill()
+
+
+def test_every_log_line_is_json_and_message_events_carry_the_id(relay_lab, gateway_factory):
+    sink = relay_lab.sink("intake-log")
+    relay_lab.domain("intakelog.test", [sink])
+    gw = gateway_factory().start()
+    ids = []
+    for n in range(2):
+        code, text = gw.send("anne@firm.test", ["bo@intakelog.test"], _message("bo@intakelog.test", f"log-{n}"))
+        assert code == 250, text
+        ids.append(text.rsplit(" ", 1)[1])
+    assert len(sink.wait_for(2)) == 2
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as client:
+        client.ehlo("internal.test")
+        # a command aiosmtpd does not know: aiosmtpd itself logs a warning about it
+        assert client.docmd("XYZZY")[0] == 500
+        client.mail("anne@firm.test")
+        client.rcpt("bo@intakelog.test")
+        code, _ = client.data(b"Subject: bare\r\n\r\nline one\nline two\r\n")
+        assert code == 554
+    # a client outside allowed_networks (127.0.0.1/32 in the lab)
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=30, source_address=("127.0.0.2", 0)) as client:
+        client.ehlo("outside.test")
+        assert client.mail("anne@firm.test")[0] == 550
+    assert wait_until(lambda: len(gw.ids("done")) == 2)
+    assert gw.stop() == 0
+    lines = [line for line in gw.log_text().splitlines() if line.strip()]
+    events = [json.loads(line) for line in lines]  # every line, ours or a library's
+    assert all({"ts", "level", "event"} <= set(e) for e in events)
+    names = {e["event"] for e in events}
+    assert {"listening", "rejected-bare-line-ending", "relay-denied", "stopped"} <= names
+    third_party = [e for e in events if e.get("logger") == "mail.log"]
+    assert third_party and any("XYZZY" in e["message"] for e in third_party)
+    for message_id in ids:
+        mine = {e["event"] for e in events if e.get("id") == message_id}
+        assert {"accepted", "classified", "delivered", "done"} <= mine, mine
+    assert not any("line one" in line for line in lines)
