@@ -155,6 +155,7 @@ class TlsConfig:
     probe_failure_ttl: Duration = 300.0  # unknown grades (DNS trouble, all MX down) re-probed sooner
     probe_timeout: Duration = 30.0  # per MX connection: connect, replies, handshake
     mta_sts_port: int = 443  # HTTPS port of mta-sts.<domain>; other values only for test labs
+    probe_cache: ConfigPath = ""  # SQLite; empty: probecache.db beside the spool folder
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ by check-config with file, line and key, before it can fail every message at run
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,9 @@ import dns.asyncresolver
 import dns.nameserver
 import pytest
 
+from gateway.certdir_setup import cache_path as certdir_cache_path
 from gateway.config import ConfigError, _resolver_honours_each_port, load_config, valid_hostname
+from gateway.probe_setup import probe_cache_path
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,3 +84,44 @@ def test_nameservers_on_one_port_are_fine(tmp_path, servers):
     path = tmp_path / "sikkermail.toml"
     path.write_text(f"[dns]\nnameservers = {servers}\n")
     assert load_config(path).dns.nameservers
+
+
+def _docker_volumes() -> list[Path]:
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.startswith("VOLUME"):
+            return [Path(v) for v in json.loads(line.removeprefix("VOLUME").strip())]
+    raise AssertionError("the Dockerfile declares no VOLUME")
+
+
+def _written_by_the_gateway(cfg) -> dict[str, Path]:
+    return {
+        "spool": Path(cfg.spool.path),
+        "audit": Path(cfg.sqlite_path),
+        "quarantine": Path(cfg.quarantine.path),
+        "certs": Path(cfg.certdir.local_store),
+        "probe cache": probe_cache_path(cfg),
+        "certificate cache": certdir_cache_path(cfg),
+    }
+
+
+def test_in_the_container_everything_the_gateway_writes_is_in_a_volume():
+    cfg = load_config(ROOT / "docker" / "sikkermail.toml")
+    volumes = _docker_volumes()
+    for what, path in _written_by_the_gateway(cfg).items():
+        assert any(path.is_relative_to(volume) for volume in volumes), f"{what} at {path} is in no volume"
+    assert probe_cache_path(cfg) == Path("/var/lib/sikkermail/probecache.db")
+    assert certdir_cache_path(cfg) == Path("/var/lib/sikkermail/certcache.db")
+
+
+def test_the_example_config_keeps_both_caches_under_var():
+    cfg = load_config(ROOT / "config.example.toml")
+    assert probe_cache_path(cfg) == ROOT / "var" / "probecache.db"
+    assert certdir_cache_path(cfg) == ROOT / "var" / "certcache.db"
+
+
+def test_configured_cache_paths_are_resolved_against_the_config_folder(tmp_path):
+    path = tmp_path / "sikkermail.toml"
+    path.write_text('[tls]\nprobe_cache = "state/probe.db"\n[certdir]\ncache_database = "state/cert.db"\n')
+    cfg = load_config(path)
+    assert probe_cache_path(cfg) == tmp_path / "state" / "probe.db"
+    assert certdir_cache_path(cfg) == tmp_path / "state" / "cert.db"
