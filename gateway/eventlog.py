@@ -17,6 +17,9 @@ from typing import Any
 _logger = logging.getLogger("sikkermail")
 
 
+_RESERVED = frozenset({"ts", "level", "event", "pid", "logger", "message", "traceback", "stack"})
+
+
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ours = record.name == _logger.name or record.name.startswith(_logger.name + ".")
@@ -31,7 +34,10 @@ class _JsonFormatter(logging.Formatter):
         if not ours:
             data["logger"] = record.name
             data["message"] = record.getMessage()
-        data.update(getattr(record, "fields", {}))
+        for key, value in getattr(record, "fields", {}).items():
+            # a field never hides the line's own level or name ("level" of a classification
+            # once turned every "classified" line into level "public")
+            data[f"field_{key}" if key in _RESERVED else key] = value
         if record.exc_info:
             data["traceback"] = self.formatException(record.exc_info)
         if record.stack_info:

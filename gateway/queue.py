@@ -257,7 +257,7 @@ class QueueManager:
         classification = await self.pipeline.classify(envelope, data)
         del data
         await self._emit(MessageClassified(message_id, time.time(), classification))
-        eventlog.event("classified", id=message_id, level=classification.level.value,
+        eventlog.event("classified", id=message_id, classification=classification.level.value,
                        evidence=[e.detector for e in classification.evidence])
         decided = await self.pipeline.decide(envelope, classification, list(envelope.recipients))
         planned = await self.pipeline.protect(folder, decided)

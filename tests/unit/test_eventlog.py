@@ -46,3 +46,24 @@ def test_library_lines_warnings_and_uncaught_exceptions_are_json_lines():
     assert thread and "ZeroDivisionError" in thread[0]["traceback"]
     main = [e for e in events if e["event"] == "uncaught-exception" and e["error"] == "RuntimeError"]
     assert main and "uncaught in main" in main[0]["traceback"]
+
+
+def test_a_field_never_overrides_the_lines_level_or_event(capsys):
+    import logging
+    import threading
+
+    from gateway import eventlog
+
+    root = logging.getLogger()
+    saved = list(root.handlers), root.level, sys.excepthook, threading.excepthook
+    eventlog.setup()
+    try:
+        eventlog.event("classified", id="ID2", level="public", event="other")
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        sys.excepthook, threading.excepthook = saved[2], saved[3]
+        logging.captureWarnings(False)
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert (line["level"], line["event"], line["field_level"], line["field_event"]) == (
+        "info", "classified", "public", "other")
