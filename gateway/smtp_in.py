@@ -63,6 +63,16 @@ def has_bare_line_ending(data: bytes) -> bool:
     return data.count(b"\n") != crlf or data.count(b"\r") != crlf
 
 
+# RFC 5322 §2.1.1: a line MUST be no more than 998 characters, excluding the CRLF.
+# aiosmtpd refuses lines of 1000 and more itself (500, RFC 5321 §4.5.3.1.6) but lets
+# a 999-octet line through.
+_OVERLONG_LINE = re.compile(rb"[^\r\n]{999}")
+
+
+def has_overlong_header_line(data: bytes) -> bool:
+    return _OVERLONG_LINE.search(data, 0, header_block_size(data)) is not None
+
+
 def header_block_size(data: bytes) -> int:
     end = data.find(b"\r\n\r\n")
     return len(data) if end < 0 else end + 2
@@ -185,6 +195,10 @@ class RelayHandler:
             self.metrics.rejected.labels("header-too-large").inc()
             eventlog.warning("rejected-header-too-large", client=str(session.peer), size=header_block_size(data))
             return "552 5.3.4 Message header too large"
+        if has_overlong_header_line(data):
+            self.metrics.rejected.labels("header-line-too-long").inc()
+            eventlog.warning("rejected-header-line-too-long", client=str(session.peer))
+            return "554 5.6.0 Message rejected: header line longer than 998 octets (RFC 5322 2.1.1)"
         if len(data) > self.cfg.server.max_message_size:
             eventlog.warning("rejected-too-large", client=str(session.peer), size=len(data))
             return "552 5.3.4 Message size exceeds fixed maximum message size"

@@ -188,3 +188,46 @@ def test_every_log_line_is_json_and_message_events_carry_the_id(relay_lab, gatew
         mine = {e["event"] for e in events if e.get("id") == message_id}
         assert {"accepted", "classified", "delivered", "done"} <= mine, mine
     assert not any("line one" in line for line in lines)
+
+
+def _raw(port: int, commands: list[bytes]) -> list[bytes]:
+    """SMTP by hand (smtplib would mend our lines), one reply per command, bounded."""
+    import socket
+
+    replies = []
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        for command in [b"", *commands]:
+            if command:
+                sock.sendall(command)
+            reply = b""
+            for _ in range(50):
+                line = reader.readline()
+                reply += line
+                if len(line) < 4 or line[3:4] != b"-":
+                    break
+            replies.append(reply)
+    return replies
+
+
+@pytest.mark.parametrize("long_line,expected", [
+    (999, b"554 5.6.0 Message rejected: header line longer than 998 octets (RFC 5322 2.1.1)"),
+    (1500, b"500 Line too long"),  # aiosmtpd itself, RFC 5321 4.5.3.1.6
+])
+def test_10000_line_header_with_one_overlong_line_gets_a_clear_5xx(relay_lab, gateway_factory, long_line, expected):
+    sink = relay_lab.sink(f"intake-long-{long_line}")
+    domain = relay_lab.domain(f"intakelong{long_line}.test", [sink])
+    gw = gateway_factory().start()
+    lines = [b"X-H%05d: v\r\n" % i for i in range(10_000)]  # ~140KB: under max_header_size
+    lines[250] = b"X-Long: " + b"x" * (long_line - len(b"X-Long: ")) + b"\r\n"
+    header = b"".join(lines)
+    replies = _raw(gw.port, [b"EHLO internal.test\r\n", b"MAIL FROM:<anne@firm.test>\r\n",
+                             b"RCPT TO:<bo@%s>\r\n" % domain.encode(), b"DATA\r\n",
+                             header + b"\r\nbody\r\n.\r\n", b"QUIT\r\n"])
+    assert replies[4].startswith(b"354")
+    assert replies[5].startswith(expected), replies[5]
+    assert gw.ids("tmp") == [] and gw.ids("incoming") == [] and gw.ids("active") == []
+    # the gateway still serves, and the refused message never arrives
+    assert gw.send("anne@firm.test", [f"ok@{domain}"], _message(f"ok@{domain}", "after-long"))[0] == 250
+    got = sink.wait_for(1)
+    assert len(got) == 1 and got[0].rcpt_tos == (f"ok@{domain}",)
