@@ -17,6 +17,8 @@ COPY docker/sikkermail.toml /etc/sikkermail/sikkermail.toml
 COPY policy.toml /etc/sikkermail/policy.toml
 
 USER sikkermail
+# Everything the gateway writes lives in these two (docker/sikkermail.toml): the spool,
+# and the state - audit.db, quarantine/, certs/, probecache.db, certcache.db.
 VOLUME ["/var/spool/sikkermail", "/var/lib/sikkermail"]
 EXPOSE 10025 9125
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \

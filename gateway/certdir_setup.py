@@ -8,8 +8,9 @@ The lookup cache lives where the audit records do: with `[audit] database =
 every gateway node (SPEC: more than one machine), so `sikkermail certs import` on
 one node clears the cached "not found" on all of them; `[certdir] cache_database`
 is then not used. Otherwise an SQLite file: `[certdir] cache_database`, or by
-default `certcache.db` beside the spool folder (the spool's parent is the
-gateway's writable state directory).
+default `certcache.db` beside the spool folder (./var with the example config; in
+the container that would be root's /var/spool, so docker/sikkermail.toml names a
+file in the state volume).
 """
 
 from __future__ import annotations

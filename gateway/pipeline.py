@@ -185,7 +185,7 @@ class Pipeline:
             result = await asyncio.get_running_loop().run_in_executor(
                 None, partial(encrypt_file, source, folder / name, certificates, self._smime_options()))
         except Exception as exc:  # fail closed: an encryption that did not happen defers, never downgrades
-            eventlog.error("smime-failed", folder=str(folder), error=repr(exc))
+            eventlog.error("smime-failed", id=folder.name, folder=str(folder), error=repr(exc))
             return [
                 Planned(replace(i.decision, action=Action.DEFER, protection=None,
                                 steps=i.decision.steps + (Step(Protection.SMIME, None, f"encryption failed: {exc}"),)),

@@ -3,8 +3,10 @@
 The probe cache (grades and MTA-STS policies) lives where the audit records do:
 with `[audit] database = "postgresql://..."` in that PostgreSQL database (tables
 probe_domain_tls, probe_mta_sts_policy), shared by every gateway node (SPEC: more
-than one machine); otherwise in SQLite at `<parent of [spool] path>/probecache.db`
-(with the example config: ./var/probecache.db). Either way `sikkermail probe` and
+than one machine); otherwise in SQLite at `[tls] probe_cache`, by default
+`<parent of [spool] path>/probecache.db` (with the example config: ./var/probecache.db;
+in the container the parent is /var/spool, not a volume, so docker/sikkermail.toml
+names a file in the state volume). Either way `sikkermail probe` and
 a running `serve` with the same config share it.
 """
 
@@ -21,6 +23,8 @@ from tlsprobe.mx import make_resolver
 
 
 def probe_cache_path(cfg: Config) -> Path:
+    if cfg.tls.probe_cache:
+        return Path(cfg.tls.probe_cache)
     return Path(cfg.spool.path).parent / "probecache.db"
 
 

@@ -102,7 +102,8 @@ class QueueManager:
         try:
             await self.audit.append(event)
         except Exception as exc:  # the journal stays the truth; the record is rebuilt from it
-            eventlog.error("audit-append-failed", error=repr(exc), event=type(event).__name__)
+            eventlog.error("audit-append-failed", id=getattr(event, "message_id", None), error=repr(exc),
+                           event=type(event).__name__)
 
     def _quarantine_store(self) -> Any:
         """Created on first use: most gateways hold mail rarely."""
@@ -256,7 +257,7 @@ class QueueManager:
         classification = await self.pipeline.classify(envelope, data)
         del data
         await self._emit(MessageClassified(message_id, time.time(), classification))
-        eventlog.event("classified", id=message_id, level=classification.level.value,
+        eventlog.event("classified", id=message_id, classification=classification.level.value,
                        evidence=[e.detector for e in classification.evidence])
         decided = await self.pipeline.decide(envelope, classification, list(envelope.recipients))
         planned = await self.pipeline.protect(folder, decided)
@@ -389,7 +390,7 @@ class QueueManager:
                     mx_cache[domain] = await resolve_mx(self.resolver, domain)
                 return await self.deliverer.deliver(job, mx_cache[domain])
             except Exception as exc:  # a bug must not lose mail nor escape max_age: defer with the reason
-                eventlog.error("delivery-failed", domain=domain, error=repr(exc), exc_info=True)
+                eventlog.error("delivery-failed", id=envelope.id, domain=domain, error=repr(exc), exc_info=True)
                 return [RecipientResult(r, Outcome.DEFERRED, f"451 4.3.0 internal error: {exc!r}") for r in rcpts]
 
     @staticmethod

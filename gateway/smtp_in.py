@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import errno
 import hashlib
 import hmac
@@ -39,6 +40,13 @@ _LITERAL = re.compile(r"^\[(?:IPv6:)?[0-9A-Fa-f:.]+\]$")
 _LOCAL = re.compile(r'^(?:"(?:[^"\\\r\n]|\\.)*"|[^\s@"()<>\[\]\\,;:]+)$')
 
 
+# The id of the message whose DATA this connection's task is handling: aiosmtpd calls
+# handle_exception(error) without the session, but in the same task as the hook that
+# failed, so a context variable names the message in the log line.
+_current_message: contextvars.ContextVar[str | None] = contextvars.ContextVar("smtp_message", default=None)
+_current_client: contextvars.ContextVar[str | None] = contextvars.ContextVar("smtp_client", default=None)
+
+
 def valid_address(address: str) -> bool:
     if not address or len(address) > 320 or any(ord(c) < 32 for c in address):
         return False
@@ -53,6 +61,16 @@ def has_bare_line_ending(data: bytes) -> bool:
     accepting them is what makes SMTP smuggling (`<LF>.<CR><LF>`) possible."""
     crlf = data.count(b"\r\n")
     return data.count(b"\n") != crlf or data.count(b"\r") != crlf
+
+
+# RFC 5322 §2.1.1: a line MUST be no more than 998 characters, excluding the CRLF.
+# aiosmtpd refuses lines of 1000 and more itself (500, RFC 5321 §4.5.3.1.6) but lets
+# a 999-octet line through.
+_OVERLONG_LINE = re.compile(rb"[^\r\n]{999}")
+
+
+def has_overlong_header_line(data: bytes) -> bool:
+    return _OVERLONG_LINE.search(data, 0, header_block_size(data)) is not None
 
 
 def header_block_size(data: bytes) -> int:
@@ -133,6 +151,8 @@ class RelayHandler:
                           address: str, mail_options: list[str]) -> str:
         if not self.accepting:
             return "421 4.3.2 Service shutting down, try again later"
+        _current_client.set(str(session.peer))
+        _current_message.set(None)
         if not self._allowed(session):
             self.metrics.rejected.labels("relay-denied").inc()
             eventlog.warning("relay-denied", client=str(session.peer))
@@ -173,12 +193,19 @@ class RelayHandler:
             return "554 5.6.0 Message rejected: bare CR or LF in data (RFC 5321 2.3.8)"
         if header_block_size(data) > self.cfg.server.max_header_size:
             self.metrics.rejected.labels("header-too-large").inc()
+            eventlog.warning("rejected-header-too-large", client=str(session.peer), size=header_block_size(data))
             return "552 5.3.4 Message header too large"
+        if has_overlong_header_line(data):
+            self.metrics.rejected.labels("header-line-too-long").inc()
+            eventlog.warning("rejected-header-line-too-long", client=str(session.peer))
+            return "554 5.6.0 Message rejected: header line longer than 998 octets (RFC 5322 2.1.1)"
         if len(data) > self.cfg.server.max_message_size:
+            eventlog.warning("rejected-too-large", client=str(session.peer), size=len(data))
             return "552 5.3.4 Message size exceeds fixed maximum message size"
         options = {o.upper().split("=")[0]: o for o in envelope.mail_options}
         received_at = time.time()
         message_id = new_id(received_at)
+        _current_message.set(message_id)
         peer = session.peer
         client = peer[0] if isinstance(peer, tuple) else str(peer)
         spooled = Envelope(
@@ -196,18 +223,28 @@ class RelayHandler:
             await asyncio.get_running_loop().run_in_executor(None, partial(self.spool.accept, spooled, stamped))
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                eventlog.error("spool-full", client=client)
+                eventlog.error("spool-full", id=message_id, client=client)
                 return "452 4.3.1 Insufficient system storage"
-            eventlog.error("spool-write-failed", client=client, error=str(exc))
+            eventlog.error("spool-write-failed", id=message_id, client=client, error=str(exc))
             return "451 4.3.0 Temporary local problem, try again later"
         except Exception as exc:  # any failure before fsync: the client must retry, not lose it
-            eventlog.error("spool-write-failed", client=client, error=repr(exc))
+            eventlog.error("spool-write-failed", id=message_id, client=client, error=repr(exc))
             return "451 4.3.0 Temporary local problem, try again later"
         self.metrics.received.inc()
         eventlog.event("accepted", id=message_id, client=client, sender=spooled.sender,
                        recipients=len(spooled.recipients), size=len(stamped))
         self.on_accepted(spooled)
         return f"250 2.0.0 Ok: queued as {message_id}"
+
+    async def handle_exception(self, error: Exception) -> str:
+        """Any failure inside a hook. aiosmtpd's default answer is `500 Error: ...`, a
+        permanent failure that makes the sending server bounce mail we merely could not
+        take right now; SPEC: temporary trouble is 4xx, so it retries (RFC 5321 §4.2.1).
+        The traceback names code, never the message body."""
+        self.metrics.rejected.labels("internal-error").inc()
+        eventlog.error("smtp-internal-error", exc_info=error, id=_current_message.get(),
+                       client=_current_client.get(), error=type(error).__name__)
+        return "451 4.3.0 Temporary local problem, try again later"
 
     def _received_header(self, env: Envelope, session: Session, server: SMTP) -> bytes:
         protocol = "ESMTP"
