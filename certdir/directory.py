@@ -6,7 +6,8 @@ answers: the local store by address (an administrator's explicit choice), the
 LDAP directories in configured order, the local store by domain (a function
 mailbox certificate for the whole domain). A source that cannot answer makes the
 result UNKNOWN unless a later source has a usable certificate: fail closed, an
-outage is never "no certificate".
+outage is never "no certificate". The same holds for a candidate that could not
+be judged because its CRL, OCSP responder or issuing CA was out of reach.
 """
 
 from __future__ import annotations
@@ -188,6 +189,16 @@ class CertificateDirectory:
         if errors:
             reason = "could not ask every source: " + "; ".join(errors)
             return LookupResult(address, LookupStatus.UNKNOWN, reason, None, tuple(rejected), errors=tuple(errors))
+        transient = [r for r in rejected if r.transient]
+        if transient:
+            # Fail closed: a candidate whose revocation status or issuer could not be
+            # fetched (CRL/OCSP/CA server down) may well be usable. "No certificate"
+            # would let confidential mail settle for TLS; UNKNOWN makes it wait.
+            first = transient[0]
+            more = f" (+{len(transient) - 1} more)" if len(transient) > 1 else ""
+            return LookupResult(address, LookupStatus.UNKNOWN,
+                                f"could not establish whether a certificate is usable: {first.source}: "
+                                f"{first.reason}{more}", None, tuple(rejected))
         if rejected:
             first = rejected[0]
             more = f" (+{len(rejected) - 1} more rejected)" if len(rejected) > 1 else ""

@@ -307,9 +307,12 @@ def test_unreachable_crl_makes_the_certificate_unusable_by_default(oces_pki: Oce
     (tmp_path / "store" / "intermediates").mkdir()
     (tmp_path / "store" / "intermediates" / "oces2.pem").write_bytes(oces_pki.oces2_ca.pem)
     strict = lookup(settings(oces_pki, tmp_path), "person@borger.test")
-    assert strict.status is LookupStatus.NOT_FOUND
+    # Fail closed: not "no certificate" (which would let protected mail take TLS) but UNKNOWN.
+    assert strict.status is LookupStatus.UNKNOWN, strict.reason
     assert strict.rejected[0].code is RejectionCode.REVOCATION_UNKNOWN
     assert "revocation status unknown" in strict.rejected[0].reason
+    assert "could not establish whether a certificate is usable" in strict.reason
+    assert strict.rejected[0].reason in strict.reason
     lenient = lookup(settings(oces_pki, tmp_path, revocation_unavailable=RevocationFallback.ACCEPT),
                      "person@borger.test")
     assert lenient.status is LookupStatus.FOUND  # also shows the strict answer was not cached
@@ -398,9 +401,9 @@ def test_crl_server_failure_is_a_reason_not_an_answer_and_is_not_cached(
     finally:
         with publisher.lock:
             publisher.files["/crl/oces3.crl"] = saved
-    assert during.status is LookupStatus.NOT_FOUND
+    assert during.status is LookupStatus.UNKNOWN, during.reason
     assert [r.code for r in during.rejected] == [RejectionCode.REVOCATION_UNKNOWN]
-    assert "HTTP 404" in during.rejected[0].reason
+    assert "HTTP 404" in during.rejected[0].reason and "HTTP 404" in during.reason
     after = lookup(settings(oces_pki, tmp_path, oces(slapd.url)), "revoked-http@kommune.test")
     assert not after.cached
     assert [r.code for r in after.rejected] == [RejectionCode.REVOKED]
