@@ -291,7 +291,7 @@ def test_concurrent_lookups_of_one_address_are_asked_once(oces_pki: OcesPki, sla
     results = asyncio.run(go())
     assert all(r.status is LookupStatus.FOUND for r in results), [r.reason for r in results]
     assert len({r.chosen.sha256 for r in results if r.chosen}) == 2
-    # Ten callers for medarbejder@, one OCSP request (OCSP answers are not cached).
+    # Ten callers for medarbejder@, one lookup, so one OCSP request.
     assert oces_pki.publisher.requests.count("POST /ocsp") - before == 1
 
 
