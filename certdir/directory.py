@@ -247,7 +247,7 @@ class CertificateDirectory:
         def reject(problem: Problem, transient: bool = False) -> Rejection:
             return Rejection(candidate.source, problem.code, problem.reason, candidate, candidate.entry, transient)
 
-        problem = usage_problem(cert, now, accept_ec=self.settings.accept_ec_keys)
+        problem = usage_problem(cert, now)
         if problem is None:
             problem = domain_problem(cert, domain) if domain else address_problem(cert, address, entry_mail)
         if problem is not None:
