@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from cryptography import x509
 
 from certdir.cache import LookupCache
-from certdir.certfiles import certificates_from_bytes
+from certdir.certfiles import certificates_from_bytes, read_certificate_file
 from certdir.fetch import http_get
 from certdir.ldapsource import LdapSource
 from certdir.localstore import LocalStore, StoreKind, normalize_address
@@ -334,12 +334,23 @@ class CertificateDirectory:
     async def import_certificates(self, data: bytes, name: str, *, domain: str | None = None) -> list[ImportOutcome]:
         """Validate every end-entity certificate in the file like any other and file it
         under its e-mail address(es), or under `domain`. CA certificates in the file
-        are kept as intermediates. Nothing invalid is filed."""
+        are kept as intermediates. Nothing invalid is filed.
+
+        From a signature (signed mail) only the signer's own certificate is taken:
+        the other end-entity certificates a mail client put in the SignedData are not
+        the sender's, and filing them would bind addresses nobody vouched for here."""
         if self.store is None:
             raise CertdirError("no local store is configured ([certdir] local_store)")
-        certs = certificates_from_bytes(data, name=name)
+        read = read_certificate_file(data, name=name)
+        certs = list(read.certificates)
         now = dt.datetime.now(dt.UTC)
         cas = [c for c in certs if _is_ca(c)]
+        if read.signers is None:
+            end_entities = [c for c in certs if not _is_ca(c)]
+        else:
+            end_entities = [c for c in read.signers if not _is_ca(c)]
+            if not end_entities:
+                raise CertdirError(f"{name}: the signature does not include the signer's certificate")
         for ca in cas:
             self.trust.add_intermediate(ca)
         outcomes: list[ImportOutcome] = []
@@ -347,7 +358,7 @@ class CertificateDirectory:
             self.store.add_intermediate(ca)
             outcomes.append(ImportOutcome(CandidateCert.from_certificate(ca, "local:intermediate"),
                                           ("intermediate",), None))
-        for cert in (c for c in certs if not _is_ca(c)):
+        for cert in end_entities:
             outcomes.append(await self._import_one(cert, domain, now))
         return outcomes
 

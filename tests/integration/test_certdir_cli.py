@@ -195,3 +195,26 @@ def test_import_of_garbage_is_one_line_error(oces_pki: OcesPki, tmp_path: Path,
     code, _, err = in_process(capsys, config, "certs", "import", str(junk))
     assert code == 1
     assert err.count("\n") == 1 and "junk.bin: not a certificate" in err
+
+
+def test_import_of_signed_mail_takes_only_the_signers_certificate(
+        oces_pki: OcesPki, slapd: SlapdServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A mail client may put any certificates into the SignedData: here the signer's
+    # CA and someone else's (valid) certificate. Only the signer's is the sender's.
+    signer = oces_pki.leaf("signer")
+    body = (pkcs7.PKCS7SignatureBuilder().set_data(b"Content-Type: text/plain\r\n\r\nHej\r\n")
+            .add_signer(signer.cert, signer.key, hashes.SHA256())  # type: ignore[arg-type]
+            .add_certificate(oces_pki.leaf("person").cert).add_certificate(oces_pki.oces2_ca.cert)
+            .sign(serialization.Encoding.SMIME, [pkcs7.PKCS7Options.DetachedSignature]))
+    eml = tmp_path / "signed-extra.eml"
+    eml.write_bytes(b"From: afsender@kommune.test\r\nTo: someone@example.test\r\nSubject: signed\r\n" + body)
+    config = write_config(tmp_path, oces_pki, slapd.url)
+    code, out, err = in_process(capsys, config, "certs", "import", str(eml), "--json")
+    assert code == 0, out + err
+    filed = [f for item in json.loads(out) for f in item["filed_as"]]
+    assert sorted(filed) == ["address:afsender@kommune.test", "intermediate"]
+    code, out, _ = in_process(capsys, config, "certs", "list", "--json")
+    assert [r["key"] for r in json.loads(out) if r["kind"] == "address"] == ["afsender@kommune.test"]
+    assert not (tmp_path / "certs" / "address" / "person@borger.test").exists()
+    intermediates = list((tmp_path / "certs" / "intermediates").iterdir())
+    assert len(intermediates) == 1
