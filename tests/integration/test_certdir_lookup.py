@@ -20,7 +20,7 @@ from certdir import (
     RevocationFallback,
 )
 from tests.fixtures.oces_pki import MANY_ADDRESS, OcesPki
-from tests.fixtures.slapd import SlapdServer
+from tests.fixtures.slapd import BIND_DN, BIND_PASSWORD, SlapdServer
 
 
 def oces(url: str, name: str = "oces", **over: object) -> LdapSettings:
@@ -234,6 +234,23 @@ def test_bind_with_wrong_credentials_is_unknown(oces_pki: OcesPki, slapd: SlapdS
     result = lookup(cfg, "person@borger.test")
     assert result.status is LookupStatus.UNKNOWN
     assert "bind failed" in result.reason
+
+
+def test_bind_with_the_right_credentials_reads_what_anonymous_cannot(oces_pki: OcesPki, slapd: SlapdServer,
+                                                                     tmp_path: Path) -> None:
+    # The directory shows o=Lukket Myndighed only to BIND_DN (slapd ACL).
+    anonymous = lookup(settings(oces_pki, tmp_path / "anonymous", oces(slapd.url)), "fortrolig@lukket.test")
+    assert anonymous.status is LookupStatus.NOT_FOUND and anonymous.rejected == ()
+    bound = lookup(settings(oces_pki, tmp_path / "bound", oces(slapd.url, bind_dn=BIND_DN,
+                                                                bind_password=BIND_PASSWORD)),
+                   "fortrolig@lukket.test")
+    assert bound.status is LookupStatus.FOUND, bound.reason
+    assert bound.chosen is not None and bound.chosen.sha256 == fingerprint(oces_pki, "closed")
+    assert bound.chosen.entry == oces_pki.entry_dns["closed"]
+    wrong = lookup(settings(oces_pki, tmp_path / "wrong", oces(slapd.url, bind_dn=BIND_DN,
+                                                                bind_password=BIND_PASSWORD + "x")),
+                   "fortrolig@lukket.test")
+    assert wrong.status is LookupStatus.UNKNOWN and "bind failed" in wrong.reason
 
 
 # -- cache -------------------------------------------------------------------------------
