@@ -21,6 +21,7 @@ import os
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -200,22 +201,33 @@ class LookupCache:
 def _row(result: LookupResult, ttl: float, now: float) -> tuple[Any, ...]:
     """The row _UPSERT stores for `result`."""
     chosen = result.chosen
+    # The `rejected` column holds the rest of the answer as JSON: the rejections, how
+    # the chosen certificate's revocation was established and the sources that could
+    # not answer, so a cached answer says what the fresh one said. A JSON object
+    # rather than new columns: a table already shared in PostgreSQL needs no migration.
+    details = {"rejected": [_rejection_row(r) for r in result.rejected],
+               "revocation": chosen.revocation if chosen else "", "errors": list(result.errors)}
     return (result.address, result.status.value, result.reason,
             _der(chosen.certificate) if chosen else None, chosen.source if chosen else None,
-            chosen.entry if chosen else None, json.dumps([_rejection_row(r) for r in result.rejected]),
-            now, now + ttl)
+            chosen.entry if chosen else None, json.dumps(details), now, now + ttl)
 
 
 def _result(row: tuple[Any, ...]) -> LookupResult | None:
     """The cached answer in a row of _SELECT; None for a row this version cannot read."""
     address, status, reason, chosen_der, source, entry, rejected_json = row
     try:
+        details = json.loads(rejected_json)
+        if isinstance(details, list):  # rows written before the details object
+            details = {"rejected": details}
         chosen = (CandidateCert.from_certificate(x509.load_der_x509_certificate(bytes(chosen_der)), source,
                                                  entry or "")
                   if chosen_der else None)
-        rejected = tuple(_rejection(item) for item in json.loads(rejected_json))
-        return LookupResult(address, LookupStatus(status), reason, chosen, rejected, cached=True)
-    except (ValueError, KeyError, TypeError):
+        if chosen is not None:
+            chosen = replace(chosen, revocation=str(details.get("revocation", "")))
+        rejected = tuple(_rejection(item) for item in details["rejected"])
+        errors = tuple(str(e) for e in details.get("errors", []))
+        return LookupResult(address, LookupStatus(status), reason, chosen, rejected, cached=True, errors=errors)
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None  # a miss, not an error
 
 

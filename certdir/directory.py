@@ -6,7 +6,8 @@ answers: the local store by address (an administrator's explicit choice), the
 LDAP directories in configured order, the local store by domain (a function
 mailbox certificate for the whole domain). A source that cannot answer makes the
 result UNKNOWN unless a later source has a usable certificate: fail closed, an
-outage is never "no certificate".
+outage is never "no certificate". The same holds for a candidate that could not
+be judged because its CRL, OCSP responder or issuing CA was out of reach.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass, replace
 from cryptography import x509
 
 from certdir.cache import LookupCache
-from certdir.certfiles import certificates_from_bytes
+from certdir.certfiles import certificates_from_bytes, read_certificate_file
 from certdir.fetch import http_get
 from certdir.ldapsource import LdapSource
 from certdir.localstore import LocalStore, StoreKind, normalize_address
@@ -188,6 +189,16 @@ class CertificateDirectory:
         if errors:
             reason = "could not ask every source: " + "; ".join(errors)
             return LookupResult(address, LookupStatus.UNKNOWN, reason, None, tuple(rejected), errors=tuple(errors))
+        transient = [r for r in rejected if r.transient]
+        if transient:
+            # Fail closed: a candidate whose revocation status or issuer could not be
+            # fetched (CRL/OCSP/CA server down) may well be usable. "No certificate"
+            # would let confidential mail settle for TLS; UNKNOWN makes it wait.
+            first = transient[0]
+            more = f" (+{len(transient) - 1} more)" if len(transient) > 1 else ""
+            return LookupResult(address, LookupStatus.UNKNOWN,
+                                f"could not establish whether a certificate is usable: {first.source}: "
+                                f"{first.reason}{more}", None, tuple(rejected))
         if rejected:
             first = rejected[0]
             more = f" (+{len(rejected) - 1} more rejected)" if len(rejected) > 1 else ""
@@ -236,7 +247,7 @@ class CertificateDirectory:
         def reject(problem: Problem, transient: bool = False) -> Rejection:
             return Rejection(candidate.source, problem.code, problem.reason, candidate, candidate.entry, transient)
 
-        problem = usage_problem(cert, now, accept_ec=self.settings.accept_ec_keys)
+        problem = usage_problem(cert, now)
         if problem is None:
             problem = domain_problem(cert, domain) if domain else address_problem(cert, address, entry_mail)
         if problem is not None:
@@ -323,12 +334,23 @@ class CertificateDirectory:
     async def import_certificates(self, data: bytes, name: str, *, domain: str | None = None) -> list[ImportOutcome]:
         """Validate every end-entity certificate in the file like any other and file it
         under its e-mail address(es), or under `domain`. CA certificates in the file
-        are kept as intermediates. Nothing invalid is filed."""
+        are kept as intermediates. Nothing invalid is filed.
+
+        From a signature (signed mail) only the signer's own certificate is taken:
+        the other end-entity certificates a mail client put in the SignedData are not
+        the sender's, and filing them would bind addresses nobody vouched for here."""
         if self.store is None:
             raise CertdirError("no local store is configured ([certdir] local_store)")
-        certs = certificates_from_bytes(data, name=name)
+        read = read_certificate_file(data, name=name)
+        certs = list(read.certificates)
         now = dt.datetime.now(dt.UTC)
         cas = [c for c in certs if _is_ca(c)]
+        if read.signers is None:
+            end_entities = [c for c in certs if not _is_ca(c)]
+        else:
+            end_entities = [c for c in read.signers if not _is_ca(c)]
+            if not end_entities:
+                raise CertdirError(f"{name}: the signature does not include the signer's certificate")
         for ca in cas:
             self.trust.add_intermediate(ca)
         outcomes: list[ImportOutcome] = []
@@ -336,7 +358,7 @@ class CertificateDirectory:
             self.store.add_intermediate(ca)
             outcomes.append(ImportOutcome(CandidateCert.from_certificate(ca, "local:intermediate"),
                                           ("intermediate",), None))
-        for cert in (c for c in certs if not _is_ca(c)):
+        for cert in end_entities:
             outcomes.append(await self._import_one(cert, domain, now))
         return outcomes
 

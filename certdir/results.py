@@ -23,7 +23,9 @@ class CertdirError(Exception):
 class LookupStatus(enum.StrEnum):
     FOUND = "found"  # a usable certificate was chosen
     NOT_FOUND = "not-found"  # every source answered; none had a usable certificate
-    UNKNOWN = "unknown"  # some source could not answer: fail closed, never "no certificate"
+    # Some source could not answer, or a candidate could not be judged (its CRL/OCSP
+    # or issuer out of reach): fail closed, never "no certificate".
+    UNKNOWN = "unknown"
 
 
 class RejectionCode(enum.StrEnum):
@@ -94,7 +96,8 @@ class Rejection:
     candidate: CandidateCert | None = None  # None when the bytes were not a certificate
     entry: str = ""
     # A reason that may go away by itself (CRL server down, CA entry unreadable): a
-    # result with such a rejection is never cached.
+    # result with such a rejection is never cached, and is UNKNOWN unless another
+    # certificate was usable.
     transient: bool = False
 
 

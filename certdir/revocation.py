@@ -1,6 +1,7 @@
 """Is this certificate revoked? OCSP where the certificate names a responder, else
 the CRLs of its distribution points: HTTP URLs and (OCES2) LDAP DirNames of
-partitioned CRLs. CRLs are cached until their nextUpdate."""
+partitioned CRLs. CRLs and OCSP answers are cached until their nextUpdate (at
+most an hour), in memory: per process, bounded, gone at a restart."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ _CLOCK_SKEW = dt.timedelta(minutes=5)
 # A CRL without nextUpdate is kept this long; one with a far-off nextUpdate too,
 # so a newly published CRL is seen within the hour.
 _CRL_MAX_AGE = dt.timedelta(hours=1)
+# OCSP answers kept at most: beyond this many certificates, the oldest go first.
+_OCSP_CACHE_SIZE = 10_000
 
 
 class RevocationStatus(enum.StrEnum):
@@ -75,19 +78,32 @@ class RevocationChecker:
         self._executor = executor
         self._timeout = timeout
         self._crls: dict[str, tuple[x509.CertificateRevocationList, dt.datetime]] = {}
+        # By RFC 6960 CertID: (SHA-1 of the issuer's key, serial) -> (answer, keep until)
+        self._ocsp_answers: dict[tuple[bytes, int], tuple[RevocationResult, dt.datetime]] = {}
 
     async def check(self, cert: x509.Certificate, issuer: x509.Certificate, now: dt.datetime,
                     prefer: LdapSource | None = None) -> RevocationResult:
         problems: list[str] = []
-        for url in _ocsp_urls(cert):
+        urls = _ocsp_urls(cert)
+        if urls:
+            key = (_key_hash(issuer), cert.serial_number)
+            cached = self._ocsp_answers.get(key)
+            if cached is not None and cached[1] > now:
+                return cached[0]
+        for url in urls:
             try:
-                return await self._ocsp(cert, issuer, url, now)
+                answer, next_update = await self._ocsp(cert, issuer, url, now)
             except CertdirError as exc:
                 problems.append(f"OCSP {exc}")
-        points = _distribution_points(cert)
-        for kind, where in points:
+                continue
+            if next_update is not None:  # RFC 6960 4.2.2.1: no nextUpdate, newer news any time
+                self._remember_ocsp(key, answer, min(next_update, now + _CRL_MAX_AGE), now)
+            return answer
+        for point in _distribution_points(cert):
+            kind, where = point.kind, point.where
             try:
                 crl = await self._crl(kind, where, issuer, now, prefer)
+                partial = _scope_problem(crl, point, cert)
             except CertdirError as exc:
                 problems.append(f"CRL {exc}")
                 continue
@@ -95,6 +111,9 @@ class RevocationChecker:
             if entry is not None:
                 return RevocationResult(RevocationStatus.REVOKED,
                                         f"revoked on {entry.revocation_date_utc:%Y-%m-%d} (CRL {where})")
+            if partial:
+                problems.append(f"CRL {where}: {partial}")
+                continue
             return RevocationResult(RevocationStatus.GOOD, f"not revoked (CRL {where})")
         if not problems:
             return RevocationResult(RevocationStatus.UNKNOWN,
@@ -103,8 +122,20 @@ class RevocationChecker:
 
     # -- OCSP (RFC 6960) -------------------------------------------------------------
 
+    def _remember_ocsp(self, key: tuple[bytes, int], answer: RevocationResult, until: dt.datetime,
+                       now: dt.datetime) -> None:
+        answers = self._ocsp_answers
+        if len(answers) >= _OCSP_CACHE_SIZE:
+            for old in [k for k, (_, keep) in answers.items() if keep <= now]:
+                del answers[old]
+            while len(answers) >= _OCSP_CACHE_SIZE:
+                del answers[next(iter(answers))]  # dicts keep insertion order: the oldest
+        answers.pop(key, None)
+        answers[key] = (answer, until)
+
     async def _ocsp(self, cert: x509.Certificate, issuer: x509.Certificate, url: str,
-                    now: dt.datetime) -> RevocationResult:
+                    now: dt.datetime) -> tuple[RevocationResult, dt.datetime | None]:
+        """The responder's answer about `cert`, and its nextUpdate."""
         request = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build()  # noqa: S303 - RFC 6960 CertID default
         body = await http_post(url, request.public_bytes(serialization.Encoding.DER),
                                "application/ocsp-request", self._executor, self._timeout)
@@ -126,11 +157,12 @@ class RevocationChecker:
             if single.next_update_utc is not None and single.next_update_utc < now - _CLOCK_SKEW:
                 raise CertdirError(f"{url}: stale response")
             if single.certificate_status is ocsp.OCSPCertStatus.GOOD:
-                return RevocationResult(RevocationStatus.GOOD, f"not revoked (OCSP {url})")
+                return RevocationResult(RevocationStatus.GOOD, f"not revoked (OCSP {url})"), single.next_update_utc
             if single.certificate_status is ocsp.OCSPCertStatus.REVOKED:
                 when = single.revocation_time_utc
                 return RevocationResult(RevocationStatus.REVOKED,
-                                        f"revoked on {when:%Y-%m-%d} (OCSP {url})" if when else f"revoked (OCSP {url})")
+                                        f"revoked on {when:%Y-%m-%d} (OCSP {url})" if when
+                                        else f"revoked (OCSP {url})"), single.next_update_utc
             raise CertdirError(f"{url}: responder does not know the certificate")
         raise CertdirError(f"{url}: response is about another certificate")
 
@@ -200,6 +232,12 @@ def _ocsp_signer(response: ocsp.OCSPResponse, issuer: x509.Certificate, now: dt.
     return None
 
 
+def _key_hash(cert: x509.Certificate) -> bytes:
+    # RFC 6960 4.1.1 issuerKeyHash: SHA-1 of the subjectPublicKey bits, which is
+    # what RFC 5280 4.2.1.2 method (1) computes for a key identifier.
+    return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
+
+
 def _responder_is(response: ocsp.OCSPResponse, cert: x509.Certificate) -> bool:
     if response.responder_name is not None:
         return response.responder_name == cert.subject
@@ -233,27 +271,96 @@ def ca_issuer_urls(cert: x509.Certificate) -> list[str]:
             and str(d.access_location.value).lower().startswith(("http://", "https://"))]
 
 
-def _distribution_points(cert: x509.Certificate) -> list[tuple[str, str]]:
-    """("http", url) and ("ldap", dn) pairs, HTTP first (cheaper to cache and share)."""
+@dataclass(frozen=True)
+class _Point:
+    """Where to fetch one CRL, and the names of the distribution point it came from
+    (what the CRL's IssuingDistributionPoint must name, RFC 5280 6.3.3 (b)(2)(i))."""
+
+    kind: str  # "http" or "ldap"
+    where: str  # the URL or the DN
+    names: frozenset[str]  # _general_name_key() of every name of the distribution point
+
+
+def _general_name_key(name: x509.GeneralName) -> str | None:
+    # RFC 5280 7.1: DNs compare attribute by attribute without case; the RFC 4514
+    # form of cryptography's Name keeps the order, so folding its case suffices here.
+    if isinstance(name, x509.DirectoryName):
+        return "dn:" + name.value.rfc4514_string().casefold()
+    if isinstance(name, x509.UniformResourceIdentifier):
+        return "uri:" + str(name.value)
+    return None
+
+
+def _point_names(full_name: Sequence[x509.GeneralName] | None, relative: x509.RelativeDistinguishedName | None,
+                 crl_issuer: x509.Name) -> frozenset[str]:
+    """A distribution point name as comparable keys; nameRelativeToCRLIssuer is
+    appended to the CRL issuer's DN (RFC 5280 4.2.1.13)."""
+    if relative is not None:
+        full_name = [x509.DirectoryName(x509.Name([*crl_issuer.rdns, relative]))]
+    return frozenset(k for k in (_general_name_key(n) for n in full_name or []) if k)
+
+
+def _distribution_points(cert: x509.Certificate) -> list[_Point]:
+    """HTTP URLs and LDAP DNs to fetch CRLs from, HTTP first (cheaper to cache and share)."""
     try:
         cdp = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     except x509.ExtensionNotFound:
         return []
-    http: list[tuple[str, str]] = []
-    ldap: list[tuple[str, str]] = []
+    http: list[_Point] = []
+    ldap: list[_Point] = []
     for point in cdp:
+        names = _point_names(point.full_name, point.relative_name, cert.issuer)
         for name in point.full_name or []:
             if isinstance(name, x509.UniformResourceIdentifier):
                 url = str(name.value)
                 if url.lower().startswith(("http://", "https://")):
-                    http.append(("http", url))
+                    http.append(_Point("http", url, names))
                 elif url.lower().startswith("ldap"):
                     dn = _dn_from_ldap_url(url)
                     if dn:
-                        ldap.append(("ldap", dn))
+                        ldap.append(_Point("ldap", dn, names))
             elif isinstance(name, x509.DirectoryName):
-                ldap.append(("ldap", _name_to_dn(name.value)))
+                ldap.append(_Point("ldap", _name_to_dn(name.value), names))
+        if point.relative_name is not None:
+            ldap.append(_Point("ldap", _name_to_dn(x509.Name([*cert.issuer.rdns, point.relative_name])), names))
     return http + ldap
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _scope_problem(crl: x509.CertificateRevocationList, point: _Point, cert: x509.Certificate) -> str:
+    """RFC 5280 6.3.3 (b)(2): whether this CRL covers `cert` at all. A partitioned CRL
+    (OCES2 publishes one per DirName) that is some other partition's says nothing
+    about this certificate: believing it would turn "unknown" into "not revoked".
+
+    CertdirError when the CRL does not cover the certificate; "" when it fully
+    does; else why it covers only part (it can show revoked, never good)."""
+    try:
+        idp = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint).value
+    except x509.ExtensionNotFound:
+        return ""  # a complete CRL for everything the issuer issued
+    if idp.indirect_crl:
+        raise CertdirError(f"{point.where}: indirect CRL (not supported)")
+    if idp.only_contains_attribute_certs:
+        raise CertdirError(f"{point.where}: CRL covers attribute certificates only")
+    if _is_ca(cert):
+        if idp.only_contains_user_certs:
+            raise CertdirError(f"{point.where}: CRL covers end-entity certificates only, not CAs")
+    elif idp.only_contains_ca_certs:
+        raise CertdirError(f"{point.where}: CRL covers CA certificates only")
+    if idp.full_name is not None or idp.relative_name is not None:
+        covered = _point_names(idp.full_name, idp.relative_name, crl.issuer)
+        if point.names and not (covered & point.names):
+            shown = ", ".join(sorted(k.split(":", 1)[1] for k in covered)) or "no name"
+            raise CertdirError(f"{point.where}: CRL is for another partition ({shown})")
+    if idp.only_some_reasons is not None:
+        return "CRL covers only some revocation reasons"
+    return ""
 
 
 def _dn_from_ldap_url(url: str) -> str:

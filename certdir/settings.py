@@ -42,6 +42,5 @@ class DirectorySettings:
     negative_cache_ttl: float = 3600.0
     check_revocation: bool = True
     revocation_unavailable: RevocationFallback = RevocationFallback.REJECT
-    accept_ec_keys: bool = False  # only when the S/MIME side does key agreement (KARI)
     fetch_timeout: float = 10.0  # HTTP CRL/OCSP/AIA fetches
     ldap: tuple[LdapSettings, ...] = field(default_factory=tuple)

@@ -3,7 +3,7 @@
 Path building and signature checks (PKCS#1 v1.5 and RSASSA-PSS) are
 cryptography's `x509.verification` (RFC 5280 path validation). Its client
 verifier is built for TLS client certificates, so the end-entity extension
-policy is replaced: S/MIME recipients need keyUsage for key transport/agreement
+policy is replaced: S/MIME recipients need keyUsage for (RSA) key transport
 and an e-mail EKU (or none), which are checked here with readable reasons.
 """
 
@@ -25,7 +25,9 @@ from certdir.certfiles import certificates_from_bytes
 from certdir.results import CertdirError, RejectionCode
 
 _MIN_RSA_BITS = 2048
-_CURVES = ("secp256r1", "secp384r1", "secp521r1")
+# gateway/cms.py builds KeyTransRecipientInfo (RSA) only. An EC certificate needs
+# KeyAgreeRecipientInfo (ECDH, RFC 5753); choosing one would only fail at encryption.
+EC_UNSUPPORTED = "EC key agreement (ECDH) is not supported for S/MIME encryption yet"
 
 
 @dataclass(frozen=True)
@@ -94,13 +96,8 @@ def domain_problem(cert: x509.Certificate, domain: str) -> Problem | None:
     return Problem(RejectionCode.ADDRESS_MISMATCH, f"issued for {named}, not the domain {domain}")
 
 
-def usage_problem(cert: x509.Certificate, now: dt.datetime, *, accept_ec: bool = False) -> Problem | None:
-    """Validity period, key type and size, keyUsage and extendedKeyUsage.
-
-    EC keys need key agreement (CMS KeyAgreeRecipientInfo); `accept_ec` says
-    whether the S/MIME side can build that, so an EC certificate is not chosen
-    only to fail at encryption time.
-    """
+def usage_problem(cert: x509.Certificate, now: dt.datetime) -> Problem | None:
+    """Validity period, key type and size, keyUsage and extendedKeyUsage."""
     if now < cert.not_valid_before_utc:
         return Problem(RejectionCode.NOT_YET_VALID, f"not valid before {_day(cert.not_valid_before_utc)}")
     if now > cert.not_valid_after_utc:
@@ -112,14 +109,8 @@ def usage_problem(cert: x509.Certificate, now: dt.datetime, *, accept_ec: bool =
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < _MIN_RSA_BITS:
             return Problem(RejectionCode.UNSUPPORTED_KEY, f"RSA key of {key.key_size} bits is too weak")
-        needed = "keyEncipherment"
     elif isinstance(key, ec.EllipticCurvePublicKey):
-        if not accept_ec:
-            return Problem(RejectionCode.UNSUPPORTED_KEY,
-                           f"EC key ({key.curve.name}): this gateway encrypts with RSA key transport only")
-        if key.curve.name not in _CURVES:
-            return Problem(RejectionCode.UNSUPPORTED_KEY, f"EC curve {key.curve.name} is not supported")
-        needed = "keyAgreement"
+        return Problem(RejectionCode.UNSUPPORTED_KEY, f"{EC_UNSUPPORTED} ({key.curve.name} key)")
     else:
         return Problem(RejectionCode.UNSUPPORTED_KEY,
                        f"{type(key).__name__.lstrip('_')} keys cannot receive encrypted mail")
@@ -129,10 +120,8 @@ def usage_problem(cert: x509.Certificate, now: dt.datetime, *, accept_ec: bool =
         ku = None  # RFC 5280 4.2.1.3: absent means not restricted
     except ValueError as exc:
         return Problem(RejectionCode.MALFORMED, f"unreadable extension: {exc}")
-    if ku is not None:
-        allowed = ku.key_encipherment if needed == "keyEncipherment" else ku.key_agreement
-        if not allowed:
-            return Problem(RejectionCode.KEY_USAGE, f"keyUsage does not permit {needed} (encryption)")
+    if ku is not None and not ku.key_encipherment:
+        return Problem(RejectionCode.KEY_USAGE, "keyUsage does not permit keyEncipherment (encryption)")
     try:
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:

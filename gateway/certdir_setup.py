@@ -87,7 +87,6 @@ def settings_from_config(cfg: Config) -> DirectorySettings:
         negative_cache_ttl=c.negative_cache_ttl,
         check_revocation=c.check_revocation,
         revocation_unavailable=RevocationFallback(c.revocation_unavailable),
-        accept_ec_keys=c.accept_ec_keys,
         fetch_timeout=c.fetch_timeout,
         ldap=tuple(
             LdapSettings(name=s.name, url=s.url, base=s.base, filter=s.filter, attribute=s.attribute,

@@ -181,7 +181,7 @@ class CertdirConfig:
     negative_cache_ttl: Duration = 3600.0
     check_revocation: bool = True
     revocation_unavailable: str = "reject"  # or "accept": when no CRL/OCSP answer can be had
-    accept_ec_keys: bool = False  # EC recipients need key agreement in the S/MIME builder
+    accept_ec_keys: bool = False  # true is refused until gateway/cms.py does ECDH key agreement
     fetch_timeout: Duration = 10.0  # HTTP CRL, OCSP, AIA
     cache_database: ConfigPath = ""  # SQLite; empty: certcache.db beside the spool folder
     ldap: list[LdapSourceConfig] = field(default_factory=list)
@@ -412,6 +412,10 @@ def _check(cfg: Config, src: TomlSource, problems: list[Problem]) -> None:
             problems.append(src.problem(f"{key}.filter", "must contain {address}"))
         if source.size_limit < 1:
             problems.append(src.problem(f"{key}.size_limit", "must be >= 1"))
+    if cfg.certdir.accept_ec_keys:
+        from certdir.validation import EC_UNSUPPORTED
+
+        problems.append(src.problem("certdir.accept_ec_keys", f"must be false: {EC_UNSUPPORTED}"))
     if cfg.certdir.revocation_unavailable not in ("reject", "accept"):
         problems.append(src.problem("certdir.revocation_unavailable", "must be reject or accept"))
     for anchor in cfg.certdir.trust_anchors:

@@ -37,6 +37,11 @@ class GatheredFacts:
 def certificate_facts(result: Any) -> CertificateFacts:
     """certdir's LookupResult as the policy's plain fact."""
     status = {"FOUND": FactStatus.YES, "NOT_FOUND": FactStatus.NO}.get(result.status.name, FactStatus.UNKNOWN)
+    if status is FactStatus.NO and any(getattr(r, "transient", False) for r in result.rejected):
+        # A candidate that could not be judged (CRL/OCSP down) is not a "no": a "no"
+        # would let confidential mail fall through to TLS. certdir already answers
+        # UNKNOWN here; this keeps the rule if a result ever arrives otherwise.
+        status = FactStatus.UNKNOWN
     ref = None
     if status is FactStatus.YES and result.chosen is not None:
         c = result.chosen

@@ -195,3 +195,117 @@ def test_import_of_garbage_is_one_line_error(oces_pki: OcesPki, tmp_path: Path,
     code, _, err = in_process(capsys, config, "certs", "import", str(junk))
     assert code == 1
     assert err.count("\n") == 1 and "junk.bin: not a certificate" in err
+
+
+def test_import_of_signed_mail_takes_only_the_signers_certificate(
+        oces_pki: OcesPki, slapd: SlapdServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A mail client may put any certificates into the SignedData: here the signer's
+    # CA and someone else's (valid) certificate. Only the signer's is the sender's.
+    signer = oces_pki.leaf("signer")
+    body = (pkcs7.PKCS7SignatureBuilder().set_data(b"Content-Type: text/plain\r\n\r\nHej\r\n")
+            .add_signer(signer.cert, signer.key, hashes.SHA256())  # type: ignore[arg-type]
+            .add_certificate(oces_pki.leaf("person").cert).add_certificate(oces_pki.oces2_ca.cert)
+            .sign(serialization.Encoding.SMIME, [pkcs7.PKCS7Options.DetachedSignature]))
+    eml = tmp_path / "signed-extra.eml"
+    eml.write_bytes(b"From: afsender@kommune.test\r\nTo: someone@example.test\r\nSubject: signed\r\n" + body)
+    config = write_config(tmp_path, oces_pki, slapd.url)
+    code, out, err = in_process(capsys, config, "certs", "import", str(eml), "--json")
+    assert code == 0, out + err
+    filed = [f for item in json.loads(out) for f in item["filed_as"]]
+    assert sorted(filed) == ["address:afsender@kommune.test", "intermediate"]
+    code, out, _ = in_process(capsys, config, "certs", "list", "--json")
+    assert [r["key"] for r in json.loads(out) if r["kind"] == "address"] == ["afsender@kommune.test"]
+    assert not (tmp_path / "certs" / "address" / "person@borger.test").exists()
+    intermediates = list((tmp_path / "certs" / "intermediates").iterdir())
+    assert len(intermediates) == 1
+
+
+# -- every case of issue 4 through `sikkermail lookup`, text and --json ----------------------
+
+# (address, status, rejection codes, text in the reason of the first rejection or the result)
+LOOKUP_CASES = [
+    ("notyet@kommune.test", "not-found", ["not-yet-valid"], "not valid before"),
+    ("revoked-ldap@kommune.test", "not-found", ["revoked"], "(CRL CN=CRL1,CN=TEST OCES2 Primary CA"),
+    ("revoked-ocsp@kommune.test", "not-found", ["revoked"], "(OCSP http://127.0.0.1:"),
+    ("nokeyenc@kommune.test", "not-found", ["key-usage"], "keyUsage does not permit keyEncipherment"),
+    ("wrongmail@kommune.test", "not-found", ["address-mismatch"],
+     "issued for someone.else@kommune.test, not wrongmail@kommune.test"),
+    ("many@kommune.test", "unknown", [], "too many entries for many@kommune.test"),
+    ("*@kommune.test", "not-found", [], "no certificate for *@kommune.test"),
+    ("x)(mail=*)(x@kommune.test", "not-found", [], "no certificate for x)(mail=*)(x@kommune.test"),
+    ("*)(|(mail=*@kommune.test", "not-found", [], "no certificate for *)(|(mail=*@kommune.test"),
+    ("person\x00@borger.test", "not-found", [], "contains a control character"),
+]
+
+
+def _lookup_both(capsys: pytest.CaptureFixture[str], config: Path, address: str) -> tuple[int, str, dict]:
+    code, text, err = in_process(capsys, config, "lookup", address)
+    json_code, out, _ = in_process(capsys, config, "lookup", address, "--json")
+    assert json_code == code, err
+    return code, text, json.loads(out)
+
+
+@pytest.mark.parametrize(("address", "status", "codes", "text"), LOOKUP_CASES,
+                         ids=[c[0].split("@")[0] for c in LOOKUP_CASES])
+def test_lookup_cli_gives_the_answer_and_reason_for_each_case(
+        oces_pki: OcesPki, slapd: SlapdServer, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        address: str, status: str, codes: list[str], text: str) -> None:
+    code, out, data = _lookup_both(capsys, write_config(tmp_path, oces_pki, slapd.url), address)
+    assert code == 1
+    assert out.startswith(f"{address}: {status}")
+    assert data["status"] == status and data["chosen"] is None
+    assert [r["code"] for r in data["rejected"]] == codes
+    if codes:
+        reason = data["rejected"][0]["reason"]
+        assert text in reason and reason in data["reason"]
+        assert f"  - {codes[0]}: {reason}" in out
+    else:
+        assert text in data["reason"]
+    assert f"  reason: {data['reason']}" in out
+
+
+def test_lookup_cli_finds_the_oces3_rsa3072_certificate_under_a_pss_signing_ca(
+        oces_pki: OcesPki, slapd: SlapdServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, data = _lookup_both(capsys, write_config(tmp_path, oces_pki, slapd.url), "medarbejder@kommune.test")
+    assert code == 0, out
+    chosen = data["chosen"]
+    assert data["status"] == "found" and data["rejected"] == []
+    assert chosen["sha256"] == sha256(oces_pki, "employee3") and chosen["key"] == "RSA-3072"
+    assert chosen["issuer"] == oces_pki.oces3_ca.cert.subject.rfc4514_string()
+    assert oces_pki.oces3_ca.cert.signature_algorithm_oid.dotted_string == "1.2.840.113549.1.1.10"  # RSASSA-PSS
+    assert chosen["revocation"].startswith("not revoked (OCSP http://127.0.0.1:")
+    assert "medarbejder@kommune.test: found" in out and "key:      RSA-3072" in out
+    assert f"revocation: {chosen['revocation']}" in out
+
+
+def test_lookup_cli_with_a_hung_directory_is_unknown(oces_pki: OcesPki, tmp_path: Path, silent_ldap: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, data = _lookup_both(capsys, write_config(tmp_path, oces_pki, silent_ldap), "person@borger.test")
+    assert code == 1
+    assert data["status"] == "unknown" and data["chosen"] is None
+    assert data["reason"].startswith("could not ask every source: directory oces: ")
+    assert "timed out" in data["reason"] or "no answer within" in data["reason"]
+    assert any(e.startswith("directory oces: ") for e in data["errors"])
+    assert out.startswith("person@borger.test: unknown") and "  could not ask: directory oces: " in out
+
+
+def test_a_cached_answer_shows_the_same_lines_as_the_fresh_one(
+        oces_pki: OcesPki, slapd: SlapdServer, tmp_path: Path, dead_ldap_url: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # A dead directory first (a failed source), the live one second (OCSP revocation note).
+    config = write_config(tmp_path, oces_pki, dead_ldap_url)
+    config.write_text(config.read_text().replace('name = "oces"', 'name = "down"') +
+                      f'[[certdir.ldap]]\nname = "oces"\nurl = "{slapd.url}"\ntimeout = "3s"\n')
+    code, fresh, _ = in_process(capsys, config, "lookup", "medarbejder@kommune.test")
+    assert code == 0, fresh
+    assert "revocation: not revoked (OCSP http://127.0.0.1:" in fresh
+    assert "  could not ask: directory down: " in fresh
+    code, cached, _ = in_process(capsys, config, "lookup", "medarbejder@kommune.test")
+    assert code == 0
+    first, *rest = cached.splitlines()
+    assert first == "medarbejder@kommune.test: found (cached)"
+    assert rest == fresh.splitlines()[1:]
+    code, out, _ = in_process(capsys, config, "lookup", "medarbejder@kommune.test", "--json")
+    data = json.loads(out)
+    assert data["cached"] and data["chosen"]["revocation"].startswith("not revoked (OCSP")
+    assert [e.split(":")[0] for e in data["errors"]] == ["directory down"]

@@ -59,3 +59,26 @@ def test_forget_domain_escapes_like_wildcards(tmp_path: Path) -> None:
                                  lambda c: c.forget_domain("a_b.test"),
                                  lambda c: c.get("x@a_b.test"), lambda c: c.get("y@axb.test"))
     assert first is None and second is not None
+
+
+def test_revocation_note_and_failed_sources_round_trip(oces_pki: OcesPki, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    chosen = replace(CandidateCert.from_certificate(oces_pki.leaf("employee3").cert, "ldap:oces", "cn=x,c=DK"),
+                     revocation="not revoked (OCSP http://ocsp.test/)")
+    result = LookupResult("medarbejder@kommune.test", LookupStatus.FOUND, "ok", chosen,
+                          errors=("directory down: cannot reach the directory",))
+    _, back = run(tmp_path / "c.db", lambda c: c.put(result, 60), lambda c: c.get("medarbejder@kommune.test"))
+    assert back is not None and back.chosen == chosen
+    assert back.errors == result.errors
+
+
+def test_a_row_in_the_earlier_format_still_reads(oces_pki: OcesPki) -> None:
+    import json
+
+    from certdir.cache import _result
+
+    row = ("a@b.test", "not-found", "no usable certificate", None, None, None,
+           json.dumps([{"source": "ldap:oces", "code": "expired", "reason": "expired on x", "entry": "", "der": None}]))
+    back = _result(row)
+    assert back is not None and [r.code for r in back.rejected] == [RejectionCode.EXPIRED] and back.errors == ()
