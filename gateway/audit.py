@@ -286,12 +286,18 @@ def data_categories(classification: dict[str, Any] | None) -> list[str]:
 
 
 def data_subjects_estimate(classification: dict[str, Any] | None) -> int:
-    """Distinct masked CPR numbers: an estimate (two people born the same day count once)."""
+    """Distinct CPR numbers in the message (art. 33(3)(a): the approximate number of data subjects).
+
+    The classifier counts distinct full numbers without keeping them (`distinct`); a
+    record made before it did falls back to the distinct masked samples, which stop at
+    a handful and merge people born on the same day.
+    """
     if not classification:
         return 0
-    samples = {s for e in classification.get("evidence", []) if e["detector"].startswith("cpr")
-               for s in e.get("samples", [])}
-    return len(samples)
+    cpr = [e for e in classification.get("evidence", []) if e["detector"].startswith("cpr")]
+    counted = sum(int(e.get("distinct") or 0) for e in cpr)
+    samples = {s for e in cpr for s in e.get("samples", [])}
+    return max(counted, len(samples))
 
 
 # -- results --------------------------------------------------------------------------
