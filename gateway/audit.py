@@ -571,6 +571,16 @@ class AuditStore:
             record = self._message(conn, records, subject)
             entry = next((r for r in record["recipients"] if r["address"].lower() == data["address"].lower()), None)
             if entry is not None and below_policy_in_clear(record, entry):
+                # One event, one incident (art. 33(5) counts breaches, not log lines): a
+                # "delivered" seen again after a restart, or the copy an administrator
+                # released below policy (which opened its incident at the release), is
+                # linked to the incident that already documents it.
+                existing = self._incident_for(conn, records, subject, entry)
+                if existing is not None:
+                    if subject not in existing["messages"]:
+                        yield "incident.updated", existing["id"], at, {
+                            "operator": "sikkermail", "changes": {"messages": [*existing["messages"], subject]}}
+                    return
                 incident_id = self._next_incident_id(conn, at, records)
                 fields = {
                     "discovered_at": at,
@@ -583,6 +593,24 @@ class AuditStore:
                     "data_subjects_estimate": data_subjects_estimate(record["classification"]),
                 }
                 yield "incident.opened", incident_id, at, {"operator": "sikkermail", "fields": fields}
+
+    def _incident_for(self, conn: Any, records: dict[str, dict[str, Any]], message: str,
+                      entry: dict[str, Any]) -> dict[str, Any] | None:
+        """The incident already recording this recipient's copy of this message, if any."""
+        rule = entry.get("rule") or ""
+        released_from = rule.removeprefix("release:") if rule.startswith("release:") else None
+        address = entry["address"].lower()
+        incidents = {r[0]: json.loads(r[1]) for r in self.db.run(conn, "SELECT id, record FROM incidents").fetchall()}
+        incidents.update({k: v["incident"] for k, v in records.items() if "incident" in v})
+        for incident_id in sorted(incidents):
+            incident = incidents[incident_id]
+            if address not in {r.lower() for r in incident.get("recipients", [])}:
+                continue
+            if message in incident.get("messages", []) or (
+                    released_from is not None and incident.get("quarantine_id") == released_from):
+                found: dict[str, Any] = incident
+                return found
+        return None
 
     def _message(self, conn: Any, records: dict[str, dict[str, Any]], message: str) -> dict[str, Any]:
         if message not in records:
@@ -613,11 +641,10 @@ class AuditStore:
             incident["id"] = subject
             records[subject] = {"incident": incident}
             self._save_incident(conn, incident)
-            for message in incident.get("messages", []):
-                if kind == "incident.opened":
-                    record = self._message(conn, records, message)
-                    if subject not in record["incidents"]:
-                        record["incidents"].append(subject)
+            for message in incident.get("messages", []):  # linked when opened, or later by the audit
+                record = self._message(conn, records, message)
+                if subject not in record["incidents"]:
+                    record["incidents"].append(subject)
             return
         fold_message(self._message(conn, records, subject), kind, at, data, prev_hash, hash_)
 
@@ -772,11 +799,10 @@ class AuditStore:
                     incident = fold_incident(incidents.get(body["subject"]), body["kind"], body["at"], body["data"])
                     incident["id"] = body["subject"]
                     incidents[body["subject"]] = incident
-                    if body["kind"] == "incident.opened":
-                        for message in incident.get("messages", []):
-                            rec = records.setdefault(message, new_record(message))
-                            if body["subject"] not in rec["incidents"]:
-                                rec["incidents"].append(body["subject"])
+                    for message in incident.get("messages", []):
+                        rec = records.setdefault(message, new_record(message))
+                        if body["subject"] not in rec["incidents"]:
+                            rec["incidents"].append(body["subject"])
                 else:
                     rec = records.setdefault(body["subject"], new_record(body["subject"]))
                     fold_message(rec, body["kind"], body["at"], body["data"], prev_hash, hash_)
