@@ -47,6 +47,7 @@ from gateway.events import (
     RecipientStatus,
     RecipientUpdated,
 )
+from policy.financial import mask_financial
 from policy.model import Level, Protection
 
 GENESIS = "0" * 64
@@ -58,7 +59,8 @@ _CPR = re.compile(r"(?<!\d)(\d{6})-?\d{4}(?!\d)")
 
 
 def mask_identifiers(text: str) -> str:
-    return _CPR.sub(lambda m: f"{m.group(1)}-xxxx", text)
+    """CPR numbers (any that look like one), IBANs and card numbers masked: for what the log keeps."""
+    return _CPR.sub(lambda m: f"{m.group(1)}-xxxx", mask_financial(text))
 
 
 class AuditError(Exception):
