@@ -357,7 +357,15 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             id TEXT PRIMARY KEY, created_at DOUBLE PRECISION NOT NULL, status TEXT NOT NULL,
             record TEXT NOT NULL)""",
     ),
+    (
+        # Held messages shared by several nodes (gateway.quarantine.SharedStorage). IF NOT
+        # EXISTS: gateways before this migration created the same table on first use.
+        "CREATE TABLE IF NOT EXISTS quarantine (id TEXT PRIMARY KEY, meta TEXT NOT NULL, message BYTEA NOT NULL)",
+    ),
 )
+# Migrations with nothing to do on SQLite (recorded there all the same, so the
+# version numbers mean the same on both): on one node held messages are folders.
+_POSTGRES_ONLY = frozenset({2})
 
 
 class _Database:
@@ -426,10 +434,15 @@ class _Database:
         for version, statements in enumerate(_MIGRATIONS, start=1):
             if version in done:
                 continue
-            for statement in statements:
+            for statement in statements if self.postgres or version not in _POSTGRES_ONLY else ():
                 conn.execute(statement)
             self.run(conn, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
                      (version, time.time()))
+
+
+def migrate_postgres(conn: Any) -> None:
+    """Bring the audit schema of a PostgreSQL connection up to date (for tables kept beside the audit's)."""
+    _Database("", None).migrate(conn)
 
 
 class AuditStore:
