@@ -783,8 +783,26 @@ class AuditStore:
 
     # -- verification ------------------------------------------------------------------
 
-    def verify(self, max_problems: int = 20) -> VerifyResult:
-        """Replay the chain; the first problem names the first broken record."""
+    def verify(self, max_problems: int = 20, expect_head: str | None = None) -> VerifyResult:
+        """Replay the chain; the first problem names the first broken record.
+
+        `expect_head` ("HASH" or "SEQ:HASH", a head printed by an earlier verify and kept
+        outside the database) anchors the chain: whoever can write the database can
+        rebuild a whole chain that checks out, but cannot make it contain a hash it did
+        not have -- each hash covers its sequence number and everything before it.
+        """
+        anchor_seq: int | None = None
+        anchor_hash: str | None = None
+        if expect_head is not None:
+            text = expect_head.strip().lower()
+            seq_text, _, anchor_hash = text.rpartition(":")
+            if seq_text:
+                if not seq_text.isdigit():
+                    raise AuditError(f"--expect-head must be HASH or EVENTS:HASH, not {expect_head!r}")
+                anchor_seq = int(seq_text)
+            if not re.fullmatch(r"[0-9a-f]{64}", anchor_hash):
+                raise AuditError(f"--expect-head: not a SHA-256 head hash: {expect_head!r}")
+        anchor_found = False
         conn = self._conn()
         problems: list[VerifyProblem] = []
         expected_seq, expected_prev = 1, GENESIS
@@ -809,6 +827,8 @@ class AuditStore:
             elif (body["kind"], body["subject"], body["at"]) != (kind, subject, at):
                 problems.append(VerifyProblem(seq, name, "kind, record id or time column edited"))
             expected_seq, expected_prev = seq + 1, hash_
+            if hash_ == anchor_hash and (anchor_seq is None or anchor_seq == seq):
+                anchor_found = True
             if body is not None and body.get("subject") is not None:
                 if str(body["kind"]).startswith("incident."):
                     incident = fold_incident(incidents.get(body["subject"]), body["kind"], body["at"], body["data"])
@@ -821,6 +841,10 @@ class AuditStore:
                 else:
                     rec = records.setdefault(body["subject"], new_record(body["subject"]))
                     fold_message(rec, body["kind"], body["at"], body["data"], prev_hash, hash_)
+        if anchor_hash is not None and not anchor_found and not (anchor_seq == 0 and anchor_hash == GENESIS):
+            at = f"event {anchor_seq}" if anchor_seq is not None else "any event"
+            problems.insert(0, VerifyProblem(anchor_seq, None, f"the expected head {anchor_hash[:16]}... is not the "
+                                             f"hash of {at}: the chain was rewritten or cut since it was noted"))
         head_seq, head_hash = self.db.run(conn, "SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
         if head_seq != expected_seq - 1 or head_hash != expected_prev:
             problems.append(VerifyProblem(head_seq, None, f"the chain head says {head_seq} events, "
