@@ -171,3 +171,5 @@ class AuditOutbox:
                 (self.root / message_id).rmdir()
             except FileNotFoundError:
                 pass
+            except OSError:  # an .unreadable file stays for an administrator; nothing left to replay
+                eventlog.warning("audit-outbox-kept-unreadable", id=message_id)
