@@ -47,6 +47,7 @@ from gateway.events import (
     RecipientStatus,
     RecipientUpdated,
 )
+from policy.financial import mask_financial
 from policy.model import Level, Protection
 
 GENESIS = "0" * 64
@@ -58,7 +59,8 @@ _CPR = re.compile(r"(?<!\d)(\d{6})-?\d{4}(?!\d)")
 
 
 def mask_identifiers(text: str) -> str:
-    return _CPR.sub(lambda m: f"{m.group(1)}-xxxx", text)
+    """CPR numbers (any that look like one), IBANs and card numbers masked: for what the log keeps."""
+    return _CPR.sub(lambda m: f"{m.group(1)}-xxxx", mask_financial(text))
 
 
 class AuditError(Exception):
@@ -286,12 +288,18 @@ def data_categories(classification: dict[str, Any] | None) -> list[str]:
 
 
 def data_subjects_estimate(classification: dict[str, Any] | None) -> int:
-    """Distinct masked CPR numbers: an estimate (two people born the same day count once)."""
+    """Distinct CPR numbers in the message (art. 33(3)(a): the approximate number of data subjects).
+
+    The classifier counts distinct full numbers without keeping them (`distinct`); a
+    record made before it did falls back to the distinct masked samples, which stop at
+    a handful and merge people born on the same day.
+    """
     if not classification:
         return 0
-    samples = {s for e in classification.get("evidence", []) if e["detector"].startswith("cpr")
-               for s in e.get("samples", [])}
-    return len(samples)
+    cpr = [e for e in classification.get("evidence", []) if e["detector"].startswith("cpr")]
+    counted = sum(int(e.get("distinct") or 0) for e in cpr)
+    samples = {s for e in cpr for s in e.get("samples", [])}
+    return max(counted, len(samples))
 
 
 # -- results --------------------------------------------------------------------------
@@ -349,7 +357,15 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             id TEXT PRIMARY KEY, created_at DOUBLE PRECISION NOT NULL, status TEXT NOT NULL,
             record TEXT NOT NULL)""",
     ),
+    (
+        # Held messages shared by several nodes (gateway.quarantine.SharedStorage). IF NOT
+        # EXISTS: gateways before this migration created the same table on first use.
+        "CREATE TABLE IF NOT EXISTS quarantine (id TEXT PRIMARY KEY, meta TEXT NOT NULL, message BYTEA NOT NULL)",
+    ),
 )
+# Migrations with nothing to do on SQLite (recorded there all the same, so the
+# version numbers mean the same on both): on one node held messages are folders.
+_POSTGRES_ONLY = frozenset({2})
 
 
 class _Database:
@@ -418,10 +434,15 @@ class _Database:
         for version, statements in enumerate(_MIGRATIONS, start=1):
             if version in done:
                 continue
-            for statement in statements:
+            for statement in statements if self.postgres or version not in _POSTGRES_ONLY else ():
                 conn.execute(statement)
             self.run(conn, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
                      (version, time.time()))
+
+
+def migrate_postgres(conn: Any) -> None:
+    """Bring the audit schema of a PostgreSQL connection up to date (for tables kept beside the audit's)."""
+    _Database("", None).migrate(conn)
 
 
 class AuditStore:
@@ -565,6 +586,16 @@ class AuditStore:
             record = self._message(conn, records, subject)
             entry = next((r for r in record["recipients"] if r["address"].lower() == data["address"].lower()), None)
             if entry is not None and below_policy_in_clear(record, entry):
+                # One event, one incident (art. 33(5) counts breaches, not log lines): a
+                # "delivered" seen again after a restart, or the copy an administrator
+                # released below policy (which opened its incident at the release), is
+                # linked to the incident that already documents it.
+                existing = self._incident_for(conn, records, subject, entry)
+                if existing is not None:
+                    if subject not in existing["messages"]:
+                        yield "incident.updated", existing["id"], at, {
+                            "operator": "sikkermail", "changes": {"messages": [*existing["messages"], subject]}}
+                    return
                 incident_id = self._next_incident_id(conn, at, records)
                 fields = {
                     "discovered_at": at,
@@ -577,6 +608,24 @@ class AuditStore:
                     "data_subjects_estimate": data_subjects_estimate(record["classification"]),
                 }
                 yield "incident.opened", incident_id, at, {"operator": "sikkermail", "fields": fields}
+
+    def _incident_for(self, conn: Any, records: dict[str, dict[str, Any]], message: str,
+                      entry: dict[str, Any]) -> dict[str, Any] | None:
+        """The incident already recording this recipient's copy of this message, if any."""
+        rule = entry.get("rule") or ""
+        released_from = rule.removeprefix("release:") if rule.startswith("release:") else None
+        address = entry["address"].lower()
+        incidents = {r[0]: json.loads(r[1]) for r in self.db.run(conn, "SELECT id, record FROM incidents").fetchall()}
+        incidents.update({k: v["incident"] for k, v in records.items() if "incident" in v})
+        for incident_id in sorted(incidents):
+            incident = incidents[incident_id]
+            if address not in {r.lower() for r in incident.get("recipients", [])}:
+                continue
+            if message in incident.get("messages", []) or (
+                    released_from is not None and incident.get("quarantine_id") == released_from):
+                found: dict[str, Any] = incident
+                return found
+        return None
 
     def _message(self, conn: Any, records: dict[str, dict[str, Any]], message: str) -> dict[str, Any]:
         if message not in records:
@@ -607,11 +656,10 @@ class AuditStore:
             incident["id"] = subject
             records[subject] = {"incident": incident}
             self._save_incident(conn, incident)
-            for message in incident.get("messages", []):
-                if kind == "incident.opened":
-                    record = self._message(conn, records, message)
-                    if subject not in record["incidents"]:
-                        record["incidents"].append(subject)
+            for message in incident.get("messages", []):  # linked when opened, or later by the audit
+                record = self._message(conn, records, message)
+                if subject not in record["incidents"]:
+                    record["incidents"].append(subject)
             return
         fold_message(self._message(conn, records, subject), kind, at, data, prev_hash, hash_)
 
@@ -735,8 +783,26 @@ class AuditStore:
 
     # -- verification ------------------------------------------------------------------
 
-    def verify(self, max_problems: int = 20) -> VerifyResult:
-        """Replay the chain; the first problem names the first broken record."""
+    def verify(self, max_problems: int = 20, expect_head: str | None = None) -> VerifyResult:
+        """Replay the chain; the first problem names the first broken record.
+
+        `expect_head` ("HASH" or "SEQ:HASH", a head printed by an earlier verify and kept
+        outside the database) anchors the chain: whoever can write the database can
+        rebuild a whole chain that checks out, but cannot make it contain a hash it did
+        not have -- each hash covers its sequence number and everything before it.
+        """
+        anchor_seq: int | None = None
+        anchor_hash: str | None = None
+        if expect_head is not None:
+            text = expect_head.strip().lower()
+            seq_text, _, anchor_hash = text.rpartition(":")
+            if seq_text:
+                if not seq_text.isdigit():
+                    raise AuditError(f"--expect-head must be HASH or EVENTS:HASH, not {expect_head!r}")
+                anchor_seq = int(seq_text)
+            if not re.fullmatch(r"[0-9a-f]{64}", anchor_hash):
+                raise AuditError(f"--expect-head: not a SHA-256 head hash: {expect_head!r}")
+        anchor_found = False
         conn = self._conn()
         problems: list[VerifyProblem] = []
         expected_seq, expected_prev = 1, GENESIS
@@ -761,19 +827,24 @@ class AuditStore:
             elif (body["kind"], body["subject"], body["at"]) != (kind, subject, at):
                 problems.append(VerifyProblem(seq, name, "kind, record id or time column edited"))
             expected_seq, expected_prev = seq + 1, hash_
+            if hash_ == anchor_hash and (anchor_seq is None or anchor_seq == seq):
+                anchor_found = True
             if body is not None and body.get("subject") is not None:
                 if str(body["kind"]).startswith("incident."):
                     incident = fold_incident(incidents.get(body["subject"]), body["kind"], body["at"], body["data"])
                     incident["id"] = body["subject"]
                     incidents[body["subject"]] = incident
-                    if body["kind"] == "incident.opened":
-                        for message in incident.get("messages", []):
-                            rec = records.setdefault(message, new_record(message))
-                            if body["subject"] not in rec["incidents"]:
-                                rec["incidents"].append(body["subject"])
+                    for message in incident.get("messages", []):
+                        rec = records.setdefault(message, new_record(message))
+                        if body["subject"] not in rec["incidents"]:
+                            rec["incidents"].append(body["subject"])
                 else:
                     rec = records.setdefault(body["subject"], new_record(body["subject"]))
                     fold_message(rec, body["kind"], body["at"], body["data"], prev_hash, hash_)
+        if anchor_hash is not None and not anchor_found and not (anchor_seq == 0 and anchor_hash == GENESIS):
+            at = f"event {anchor_seq}" if anchor_seq is not None else "any event"
+            problems.insert(0, VerifyProblem(anchor_seq, None, f"the expected head {anchor_hash[:16]}... is not the "
+                                             f"hash of {at}: the chain was rewritten or cut since it was noted"))
         head_seq, head_hash = self.db.run(conn, "SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
         if head_seq != expected_seq - 1 or head_hash != expected_prev:
             problems.append(VerifyProblem(head_seq, None, f"the chain head says {head_seq} events, "

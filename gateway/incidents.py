@@ -76,11 +76,23 @@ def changes_from(values: dict[str, str | None], now: float | None = None) -> dic
     return changes
 
 
+def notified_late_by(incident: dict[str, Any]) -> float | None:
+    """Seconds past the 72 hours at which Datatilsynet was notified; None if notified in time (or not)."""
+    at = incident.get("datatilsynet_notified_at")
+    if not incident.get("datatilsynet_notified") or at is None or float(at) <= float(incident["deadline"]):
+        return None
+    return float(at) - float(incident["deadline"])
+
+
 def deadline_state(incident: dict[str, Any], now: float | None = None) -> str:
-    """"notified", "closed", "overdue" or "open" (the 72 hours still running)."""
+    """"notified", "notified late", "closed", "overdue" or "open" (the 72 hours still running).
+
+    Art. 33(1): a notification after 72 hours must come with the reasons for the
+    delay, so a late one is told apart from one in time.
+    """
     now = time.time() if now is None else now
     if incident.get("datatilsynet_notified"):
-        return "notified"
+        return "notified late" if notified_late_by(incident) is not None else "notified"
     if incident.get("status") == "closed":
         return "closed"
     return "overdue" if now > float(incident["deadline"]) else "open"
@@ -92,6 +104,10 @@ def deadline_text(incident: dict[str, Any], now: float | None = None) -> str:
     when = format_time(incident["deadline"])
     if state == "notified":
         return f"{when} (Datatilsynet notified {format_time(incident.get('datatilsynet_notified_at'))})"
+    if state == "notified late":
+        late = (notified_late_by(incident) or 0.0) / 3600
+        return (f"{when} (Datatilsynet notified LATE {format_time(incident.get('datatilsynet_notified_at'))}, "
+                f"{late:.0f} h after the deadline)")
     if state == "closed":
         return f"{when} (closed without notification)"
     hours = (float(incident["deadline"]) - now) / 3600

@@ -63,7 +63,7 @@ def classification_record(classification: Classification) -> dict[str, Any]:
         "unscannable": list(classification.unscannable),
         "evidence": [
             {"detector": e.detector, "level": e.level.value, "count": e.count,
-             "samples": list(e.samples), "where": list(e.where)}
+             "samples": list(e.samples), "where": list(e.where), "distinct": e.distinct}
             for e in classification.evidence
         ],
     }
@@ -72,7 +72,7 @@ def classification_record(classification: Classification) -> dict[str, Any]:
 def _classification(record: dict[str, Any]) -> Classification:
     evidence = tuple(
         Evidence(e["detector"], Level(e["level"]), int(e["count"]), tuple(e.get("samples", ())),
-                 tuple(e.get("where", ())))
+                 tuple(e.get("where", ())), int(e.get("distinct", 0)))
         for e in record.get("evidence", [])
     )
     return Classification(Level(record["level"]), evidence, record.get("marking"),

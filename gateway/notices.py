@@ -4,7 +4,7 @@ Danish first, then English, plain text (every client renders it, nothing to
 phish with). It says which recipients, why, what the sender can do, and the
 quarantine id to quote to IT. It never carries the content: no body, no
 attachment, no evidence sample; the original subject only when the caller
-passes it (`[notices] include_subject`), because a subject can itself be the
+passes it (`[quarantine] notice_subject`), because a subject can itself be the
 sensitive part (GDPR art. 5(1)(c), data minimisation).
 """
 

@@ -44,6 +44,7 @@ from gateway.audit import (
     data_categories,
     data_subjects_estimate,
     mask_identifiers,
+    migrate_postgres,
     to_plain,
 )
 from gateway.config import Config
@@ -268,10 +269,6 @@ def _flock_bounded(fd: int, quarantine_id: str) -> None:
     raise QuarantineError(f"{quarantine_id} is being released or deleted by someone else; try again")
 
 
-_TABLE = "CREATE TABLE IF NOT EXISTS quarantine (id TEXT PRIMARY KEY, meta TEXT NOT NULL, message BYTEA NOT NULL)"
-_SCHEMA_LOCK = 7469022  # pg_advisory_xact_lock key; the audit schema uses 7469021
-
-
 class SharedStorage:
     """Several nodes: table `quarantine` in the audit's PostgreSQL database.
 
@@ -296,9 +293,9 @@ class SharedStorage:
                 f"cannot connect to the shared quarantine {_redacted(self.url)}: {exc}".splitlines()[0]) from exc
         try:
             if not self._schema_ready:
-                with conn.transaction():
-                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))  # nodes starting together
-                    conn.execute(_TABLE)
+                # The table is one of the audit schema's migrations (schema_migrations):
+                # a CLI that only touches the quarantine still finds it there.
+                migrate_postgres(conn)
                 self._schema_ready = True
             yield conn
         except psycopg.Error as exc:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway import eventlog
+from gateway.audit_outbox import OUTBOX, AuditOutbox
 from gateway.config import Config, parse_host_port
 from gateway.delivery import Deliverer, DeliveryJob, DeliverySettings, Outcome, RecipientResult
 from gateway.dsn import FailedRecipient, build_dsn, header_block
@@ -92,6 +93,7 @@ class QueueManager:
         self.tasks: set[asyncio.Task[None]] = set()
         self.stopping = False
         self.wakeup = asyncio.Event()
+        self.outbox = AuditOutbox(spool.root / OUTBOX, audit)
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -99,11 +101,8 @@ class QueueManager:
         return await asyncio.get_running_loop().run_in_executor(None, partial(fn, *args))
 
     async def _emit(self, event: AuditEvent) -> None:
-        try:
-            await self.audit.append(event)
-        except Exception as exc:  # the journal stays the truth; the record is rebuilt from it
-            eventlog.error("audit-append-failed", id=getattr(event, "message_id", None), error=repr(exc),
-                           event=type(event).__name__)
+        # Never lost when the audit store is away: kept in the spool's outbox, replayed in order.
+        await self.outbox.emit(event)
 
     def _quarantine_store(self) -> Any:
         """Created on first use: most gateways hold mail rarely."""
@@ -142,6 +141,7 @@ class QueueManager:
     async def run(self) -> None:
         """Dispatch ready messages; wake deferred ones when due; notice new files in incoming/."""
         scanner = asyncio.create_task(self._scan_loop())
+        replayer = asyncio.create_task(self.outbox.run(lambda: self.stopping))
         try:
             while not self.stopping:
                 try:
@@ -156,6 +156,7 @@ class QueueManager:
                     self._spawn(timer.message_id)
         finally:
             scanner.cancel()
+            replayer.cancel()
 
     def _next_wait(self) -> float:
         if not self.timers:

@@ -27,7 +27,7 @@ from collections import Counter
 from typing import Any
 
 from gateway.audit import AuditStore, SearchFilter, format_time
-from gateway.incidents import deadline_state
+from gateway.incidents import deadline_state, notified_late_by
 
 LEVELS = ("public", "confidential", "sensitive")
 PROTECTIONS = ("smime", "tls-verified", "tls-enforced", "tls-opportunistic", "none")
@@ -215,6 +215,17 @@ _TEXT: dict[str, dict[str, Any]] = {
                          "{verified}, tvunget TLS {enforced}.",
         "public_clear": "Offentlig post leveret uden TLS (tilladt efter politikken): {n}.",
         "levels": {"public": "offentlig", "confidential": "fortrolig", "sensitive": "følsom"},
+        "values": {
+            "smime": "S/MIME", "tls-verified": "verificeret TLS", "tls-enforced": "tvunget TLS",
+            "tls-opportunistic": "opportunistisk TLS", "none": "ingen", "in clear": "ukrypteret",
+            "delivered": "leveret", "queued": "i kø", "deferred": "udskudt", "bounced": "returneret",
+            "quarantined": "tilbageholdt", "blocked": "afvist",
+            "held": "tilbageholdt", "released": "frigivet", "deleted": "slettet",
+            "purged": "slettet (opbevaringstid udløbet)",
+            "open": "frist løber", "overdue": "frist overskredet", "notified": "anmeldt til Datatilsynet",
+            "notified late": "anmeldt for sent", "closed": "lukket uden anmeldelse",
+        },
+        "incident": "Hændelse", "id": "ID", "mx": "MX", "late_by": "{hours:.0f} t for sent",
     },
     "en": {
         "title": "Compliance report: outbound e-mail", "total": "Total", "period": "Period", "generated": "Generated",
@@ -238,6 +249,16 @@ _TEXT: dict[str, dict[str, Any]] = {
                          "{verified}, enforced TLS {enforced}.",
         "public_clear": "Public mail delivered without TLS (allowed by the policy): {n}.",
         "levels": {"public": "public", "confidential": "confidential", "sensitive": "sensitive"},
+        "values": {
+            "smime": "S/MIME", "tls-verified": "verified TLS", "tls-enforced": "enforced TLS",
+            "tls-opportunistic": "opportunistic TLS", "none": "none", "in clear": "in clear",
+            "delivered": "delivered", "queued": "queued", "deferred": "deferred", "bounced": "bounced",
+            "quarantined": "quarantined", "blocked": "blocked",
+            "held": "held", "released": "released", "deleted": "deleted", "purged": "purged (retention expired)",
+            "open": "deadline running", "overdue": "deadline overdue", "notified": "notified to Datatilsynet",
+            "notified late": "notified late", "closed": "closed without notification",
+        },
+        "incident": "Incident", "id": "ID", "mx": "MX", "late_by": "{hours:.0f} h late",
     },
 }
 
@@ -255,8 +276,10 @@ def _pct(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f} %" if whole else "-"
 
 
-def _stacked_bars(rows: list[tuple[str, dict[str, int]]], keys: tuple[str, ...], title: str) -> str:
+def _stacked_bars(rows: list[tuple[str, dict[str, int]]], keys: tuple[str, ...], title: str,
+                  labels: dict[str, str] | None = None) -> str:
     """Horizontal stacked bars, one per row, with a legend: readable without colour, too (counts in the table)."""
+    names = labels or {}
     width, label_w, bar_h, gap = 760, 130, 26, 12
     height = 40 + len(rows) * (bar_h + gap) + 30
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{_e(title)}" '
@@ -273,7 +296,7 @@ def _stacked_bars(rows: list[tuple[str, dict[str, int]]], keys: tuple[str, ...],
                 continue
             w = (width - label_w - 10) * n / total
             parts.append(f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{_COLOURS.get(key, "#888")}">'
-                         f'<title>{_e(key)}: {n}</title></rect>')
+                         f'<title>{_e(names.get(key, key))}: {n}</title></rect>')
             if w > 28:
                 parts.append(f'<text x="{x + w / 2:.1f}" y="{y + bar_h * 0.7:.0f}" font-size="12" '
                              f'text-anchor="middle">{n}</text>')
@@ -285,8 +308,8 @@ def _stacked_bars(rows: list[tuple[str, dict[str, int]]], keys: tuple[str, ...],
     x = 0.0
     for key in keys:
         parts.append(f'<rect x="{x:.0f}" y="{y}" width="12" height="12" fill="{_COLOURS.get(key, "#888")}"/>'
-                     f'<text x="{x + 16:.0f}" y="{y + 11}" font-size="12">{_e(key)}</text>')
-        x += 24 + 7.5 * len(key)
+                     f'<text x="{x + 16:.0f}" y="{y + 11}" font-size="12">{_e(names.get(key, key))}</text>')
+        x += 24 + 7.5 * len(names.get(key, key))
     parts.append("</svg>")
     return "".join(parts)
 
@@ -308,22 +331,32 @@ def _bars(items: list[tuple[str, int]], title: str, colour: str) -> str:
     return "".join(parts)
 
 
-def _table(headers: list[str], rows: list[list[Any]], empty: str) -> str:
+def _table(headers: list[str], rows: list[list[Any]], empty: str, recorded: tuple[int, ...] = ()) -> str:
+    """`recorded`: columns holding text as it was recorded (reasons, what happened), shown untranslated."""
     if not rows:
         return f"<p class=\"empty\">{_e(empty)}</p>"
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(f"<td class=\"recorded\">{_e(c)}</td>" if n in recorded else f"<td>{_e(c)}</td>"
+                                    for n, c in enumerate(row)) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def report_html(report: dict[str, Any], lang: str = "da") -> str:
     t = _TEXT[lang]
     lv = t["levels"]
+    names: dict[str, str] = t["values"]
+
+    def v(key: str | None) -> str:
+        return names.get(key or "none", key or "-")
+
+    def state(incident: dict[str, Any]) -> str:
+        late = notified_late_by(incident)
+        return v(incident["deadline_state"]) + (f" ({t['late_by'].format(hours=late / 3600)})" if late else "")
     share = report["protected_left"]["by_protection"]
     total = report["protected_left"]["total"]
     clear_n = report["in_clear"]["protected_count"]
     open_incidents = [i for i in report["incidents"] if i["status"] == "open"]
-    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(report["quarantined"]["outcomes"].items())) or "-"
+    outcomes = ", ".join(f"{v(k)} {n}" for k, n in sorted(report["quarantined"]["outcomes"].items())) or "-"
     answers = [
         (t["q_protection"], t["share_summary"].format(
             total=total, smime=_pct(share["smime"]["count"], total),
@@ -335,7 +368,7 @@ def report_html(report: dict[str, Any], lang: str = "da") -> str:
     ]
     pm = report["recipients_by_level_protection"]
     sm = report["recipients_by_level_status"]
-    share_rows = [[k, share[k]["count"], _pct(share[k]["count"], total)] for k in share]
+    share_rows = [[v(k), share[k]["count"], _pct(share[k]["count"], total)] for k in share]
     sections = [
         f"<h1>{_e(t['title'])}</h1>",
         f"<p>{_e(t['period'])}: {_e(report['period']['since_text'])} – {_e(report['period']['until_text'])}. "
@@ -348,28 +381,30 @@ def report_html(report: dict[str, Any], lang: str = "da") -> str:
                   for q, a in answers) + "</dl>",
         f"<h2>{_e(t['share'])}</h2>",
         _stacked_bars([(t["total"], {k: v["count"] for k, v in share.items()})],
-                      ("smime", "tls-verified", "tls-enforced", "tls-opportunistic", "in clear"), t["share"]),
+                      ("smime", "tls-verified", "tls-enforced", "tls-opportunistic", "in clear"), t["share"], names),
         _table([t["protection"], t["count"], t["share_col"]], share_rows, t["none"]),
         f"<h2>{_e(t['by_protection'])}</h2>",
-        _stacked_bars([(lv[level], pm[level]) for level in LEVELS], PROTECTIONS, t["by_protection"]),
-        _table([t["level"], *PROTECTIONS], [[lv[level], *pm[level].values()] for level in LEVELS], t["none"]),
+        _stacked_bars([(lv[level], pm[level]) for level in LEVELS], PROTECTIONS, t["by_protection"], names),
+        _table([t["level"], *(v(p) for p in PROTECTIONS)], [[lv[level], *pm[level].values()] for level in LEVELS],
+               t["none"]),
         f"<h2>{_e(t['by_status'])}</h2>",
-        _stacked_bars([(lv[level], sm[level]) for level in LEVELS], STATUSES, t["by_status"]),
-        _table([t["level"], *STATUSES], [[lv[level], *sm[level].values()] for level in LEVELS], t["none"]),
+        _stacked_bars([(lv[level], sm[level]) for level in LEVELS], STATUSES, t["by_status"], names),
+        _table([t["level"], *(v(s) for s in STATUSES)], [[lv[level], *sm[level].values()] for level in LEVELS],
+               t["none"]),
         f"<h2>{_e(t['by_level'])}</h2>",
         _table([t["level"], t["count"]], [[lv[k], v] for k, v in report["by_level"].items()], t["none"]),
         f"<h2 class=\"{'alert' if clear_n else ''}\">{_e(t['in_clear'])}: {clear_n}</h2>",
-        _table([t["when"], t["record"], t["level"], t["recipient"], t["protection"], "MX"],
-               [[format_time(i["received_at"]), i["record"], lv[i["level"]], i["recipient"], i["protection"],
+        _table([t["when"], t["record"], t["level"], t["recipient"], t["protection"], t["mx"]],
+               [[format_time(i["received_at"]), i["record"], lv[i["level"]], i["recipient"], v(i["protection"]),
                  i["mx"] or "-"] for i in report["in_clear"]["protected"]], t["none"]),
         f"<h2>{_e(t['held'])}: {report['quarantined']['count']}</h2>",
         _table([t["when"], t["record"], t["level"], t["recipient"], t["reason"], t["outcome"]],
                [[format_time(i["received_at"]), i["quarantine_id"] or i["record"], lv[i["level"]], i["recipient"],
-                 i["reason"], i["outcome"]] for i in report["quarantined"]["items"]], t["none"]),
+                 i["reason"], v(i["outcome"])] for i in report["quarantined"]["items"]], t["none"], recorded=(4,)),
         f"<h2>{_e(t['blocked'])}: {report['blocked']['count']}</h2>",
         _table([t["when"], t["record"], t["level"], t["recipient"], t["reason"]],
                [[format_time(i["received_at"]), i["record"], lv[i["level"]], i["recipient"], i["reason"]]
-                for i in report["blocked"]["items"]], t["none"]),
+                for i in report["blocked"]["items"]], t["none"], recorded=(4,)),
         f"<h2>{_e(t['domains_cert'])}</h2>",
         _bars([(d["domain"], d["recipients"]) for d in report["domains_lacking_certificate"]],
               t["domains_cert"], "#4393c3") if report["domains_lacking_certificate"] else f"<p>{_e(t['none'])}</p>",
@@ -377,13 +412,13 @@ def report_html(report: dict[str, Any], lang: str = "da") -> str:
         _bars([(d["domain"], d["recipients"]) for d in report["domains_lacking_tls"]],
               t["domains_tls"], "#d6604d") if report["domains_lacking_tls"] else f"<p>{_e(t['none'])}</p>",
         f"<h2>{_e(t['overrides'])}</h2>",
-        _table([t["when"], "ID", t["operator"], t["protection"], t["reason"], "Incident"],
-               [[format_time(o["at"]), o["quarantine_id"], o["operator"], o["protection"], o["reason"],
-                 o["incident"] or "-"] for o in report["overrides"]], t["none"]),
+        _table([t["when"], t["id"], t["operator"], t["protection"], t["reason"], t["incident"]],
+               [[format_time(o["at"]), o["quarantine_id"], o["operator"], v(o["protection"]), o["reason"],
+                 o["incident"] or "-"] for o in report["overrides"]], t["none"], recorded=(4,)),
         f"<h2>{_e(t['incidents'])}</h2>",
-        _table(["ID", t["what"], t["deadline"], t["state"]],
-               [[i["id"], i["what_happened"], format_time(i["deadline"]), i["deadline_state"]]
-                for i in report["incidents"]], t["none"]),
+        _table([t["id"], t["what"], t["deadline"], t["state"]],
+               [[i["id"], i["what_happened"], format_time(i["deadline"]), state(i)]
+                for i in report["incidents"]], t["none"], recorded=(1,)),
     ]
     style = ("body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:2em;"
              "color:#222;max-width:900px}h1{font-size:1.6em}h2{font-size:1.2em;margin-top:1.6em;"

@@ -9,6 +9,8 @@ where every message is:
     deferred/<id>/  waiting for its next attempt
     done/<id>/      every recipient final; the message body is gone, the
                     envelope and journal stay for `queue show` until purged
+    audit-outbox/<id>/  audit events the audit database refused, waiting to be
+                    replayed (gateway.audit_outbox); empty when the database is up
 
 A message directory holds `message` (the bytes as received, with our Received
 header), `envelope.json` (written once) and `journal` (JSON lines, appended and

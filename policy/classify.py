@@ -8,6 +8,7 @@ confidential), so an error can only make the protection stronger.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.parser import HeaderParser
@@ -31,9 +32,13 @@ class _Tally:
     count: int = 0
     samples: list[str] = field(default_factory=list)
     where: list[str] = field(default_factory=list)
+    # one-way digests of the full values, only to count them; never leave the tally
+    digests: set[bytes] = field(default_factory=set)
 
-    def add(self, samples: Iterable[str], where: str, count: int) -> None:
+    def add(self, samples: Iterable[str], where: str, count: int, values: Iterable[str] = ()) -> None:
         self.count += count
+        for value in values:
+            self.digests.add(hashlib.blake2b(value.encode(), digest_size=16).digest())
         for sample in samples:
             if sample not in self.samples and len(self.samples) < MAX_SAMPLES:
                 self.samples.append(sample)
@@ -41,7 +46,13 @@ class _Tally:
             self.where.append(where)
 
     def evidence(self, detector: str) -> Evidence:
-        return Evidence(detector, self.level, self.count, tuple(self.samples), tuple(self.where))
+        return Evidence(detector, self.level, self.count, tuple(self.samples), tuple(self.where),
+                        len(self.digests))
+
+
+def _cpr_digits(text: str, start: int) -> str:
+    """The ten digits of the CPR number found at `start`, whatever separates its two parts."""
+    return "".join(ch for ch in text[start:start + 16] if ch.isdigit())[:10]
 
 
 def _scan_pieces(pieces: list[TextPiece], policy: Policy) -> list[Evidence]:
@@ -69,7 +80,7 @@ def _scan_pieces(pieces: list[TextPiece], policy: Policy) -> list[Evidence]:
                 hits = find_cprs(text, lowered, settings.cpr)
                 if hits:
                     tally("cpr", settings.cpr.level).add((h.masked for h in hits), piece.where,
-                                                         len(hits))
+                                                         len(hits), (_cpr_digits(text, h.start) for h in hits))
             if settings.iban.enabled:
                 ibans = find_ibans(text)
                 if ibans:

@@ -75,6 +75,10 @@ class Evidence:
     count: int
     samples: tuple[str, ...] = ()  # masked, e.g. "010190-xxxx"
     where: tuple[str, ...] = ()  # "body", "attachment:journal.pdf", "subject"
+    # How many different values were found (CPR: different full numbers, counted on
+    # one-way hashes and never kept), for the breach log's "number of data subjects"
+    # (art. 33(3)(a)); the samples stop at a handful. 0: not counted.
+    distinct: int = 0
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,7 @@ def _classification_json(c: Classification) -> dict[str, Any]:
         "scanned": c.scanned,
         "evidence": [
             {"detector": e.detector, "level": e.level.value, "count": e.count,
-             "samples": list(e.samples), "where": list(e.where)}
+             "samples": list(e.samples), "where": list(e.where), "distinct": e.distinct}
             for e in c.evidence
         ],
         "unscannable": list(c.unscannable),

@@ -80,7 +80,7 @@ def print_incident(incident: dict[str, Any]) -> None:
         ("Recipients", ", ".join(incident["recipients"]) or "-"),
         ("Quarantine id", incident.get("quarantine_id") or "-"),
         ("Data categories", ", ".join(incident["data_categories"]) or "-"),
-        ("Data subjects", f"{incident['data_subjects_estimate']} (estimate: distinct masked CPR numbers)"),
+        ("Data subjects", f"{incident['data_subjects_estimate']} (estimate: distinct CPR numbers)"),
         ("Likely consequences", incident["likely_consequences"] or "-"),
         ("Remedial measures", incident["remedial_measures"] or "-"),
         ("Datatilsynet notified", ("yes, " + format_time(incident["datatilsynet_notified_at"]))
@@ -143,12 +143,19 @@ def run_open(args: argparse.Namespace) -> int:
         raise CommandError("an incident needs --what-happened TEXT")
     store = open_store(args)
     try:
+        categories: set[str] = set()
+        subjects = 0
         for message in args.message:
             record = store.record(message)
             if record is None:
                 raise CommandError(f"no audit record {message}")
-            fields.setdefault("data_categories", data_categories(record["classification"]))
-            fields.setdefault("data_subjects_estimate", data_subjects_estimate(record["classification"]))
+            categories.update(data_categories(record["classification"]))
+            # Summed: the distinct numbers of each message are counted, not kept, so one person
+            # named in two messages counts twice -- an estimate on the safe side (art. 33(3)(a)).
+            subjects += data_subjects_estimate(record["classification"])
+        if args.message:
+            fields.setdefault("data_categories", sorted(categories))
+            fields.setdefault("data_subjects_estimate", subjects)
         fields["messages"] = list(args.message)
         incident = store.open_incident(operator=operator_name(args.operator), fields=fields)
     except AuditError as exc:

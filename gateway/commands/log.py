@@ -43,6 +43,9 @@ def register(sub: Any) -> None:
     show.set_defaults(run=run_show)
 
     verify = commands.add_parser("verify", parents=[common_options()], help="check the hash chain")
+    verify.add_argument("--expect-head", metavar="HASH", default=None,
+                        help="a head hash written down earlier (from `log verify`), as HASH or EVENTS:HASH: "
+                             "fails unless the chain still contains it (catches a rebuilt chain)")
     verify.set_defaults(run=run_verify)
 
 
@@ -149,7 +152,9 @@ def run_show(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     store = open_store(args)
     try:
-        result = store.verify()
+        result = store.verify(expect_head=args.expect_head)
+    except AuditError as exc:
+        raise CommandError(str(exc))
     finally:
         store.close_sync()
     first = result.problems[0] if result.problems else None

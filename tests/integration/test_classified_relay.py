@@ -6,6 +6,7 @@ administrator's release below policy re-enters the pipeline and opens an inciden
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -107,6 +108,16 @@ def test_release_below_policy_reenters_the_pipeline_and_opens_an_incident(tls_la
                       "--protection", "tls-opportunistic", "--operator", "compliance")
     assert released.returncode == 0, released.stderr
     assert wait_until(lambda: len(plain.messages) == 1, timeout=30)
+    copy = re.search(r" as (\S+)", released.stdout).group(1)  # "released Q... with tls-opportunistic as <id>"
+
+    def copy_delivered() -> bool:
+        return any(r["status"] == "delivered" for record in _records(gw) if record["id"] == copy
+                   for r in record["recipients"] if r["address"] == "klient@release.test")
+
+    # the copy's delivery in clear is in the audit, and it opened no second incident
+    assert wait_until(copy_delivered, timeout=30)
     incidents = json.loads(gw.cli("incidents", "list", "--json").stdout)
-    assert len(incidents) >= 1
-    assert any("klient@release.test" in json.dumps(i) for i in incidents)
+    assert len(incidents) == 1
+    assert incidents[0]["recipients"] == ["klient@release.test"]
+    assert incidents[0]["quarantine_id"] == held[0]["id"]
+    assert len(incidents[0]["messages"]) == 2  # the held message and the released copy
