@@ -176,6 +176,11 @@ class Deliverer:
             if required:
                 raise HostFailure(f"TLS handshake failed ({exc}); {demand} requires TLS")
             raise _PlaintextRetry(str(exc))
+        except aiosmtplib.SMTPServerDisconnected as exc:
+            # aiosmtpd, like many servers, drops the connection when no TLS version is shared
+            if required:
+                raise HostFailure(f"TLS handshake failed (connection closed: {exc}); {demand} requires TLS")
+            raise
         except aiosmtplib.SMTPResponseException as exc:
             if required:
                 raise HostFailure(f"STARTTLS refused: {exc.code} {exc.message}")
