@@ -5,7 +5,9 @@ TLS check happens on the very connection that then sends MAIL FROM. A host that
 does not offer STARTTLS, negotiates less than the minimum version or (for
 verified) presents a certificate not valid for its name is a temporary failure
 for that host: the next MX is tried, else the recipients are deferred. Nothing
-decided `tls-*` is ever sent in clear.
+decided `tls-*` is ever sent in clear. A domain's MTA-STS `enforce` policy (RFC 8461
+§5) adds its own demands to any protection: only the MX names it permits, and only
+over TLS with a certificate valid for the MX name.
 """
 
 from __future__ import annotations
