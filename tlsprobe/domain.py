@@ -31,6 +31,7 @@ MAX_ADDRESSES = 16  # MX addresses probed per domain; more is a misconfiguration
 # all mail, not only to mail that was probed). A policy that was just looked up is reused
 # for this long, so a burst of public mail to one domain costs one TXT lookup, not one each.
 POLICY_RECHECK_SECONDS = 60.0
+MAX_POLICY_MEMO = 10_000  # domains; older entries are dropped when it fills
 
 
 def combine(domain: str, probes: tuple[MxProbe, ...], policy: MtaStsPolicy | None,
@@ -94,7 +95,7 @@ class DomainProber:
         self._mx = MxProber(settings)
         self._https = client_tls_context(min_version="TLSv1.2", ca_file=settings.ca_file, verify=True)
         self._inflight: dict[str, asyncio.Task[DomainTls]] = {}
-        self._policy_memo: dict[str, tuple[float, MtaStsPolicy | None]] = {}
+        self._policy_memo: dict[str, tuple[float, MtaStsPolicy | None, str]] = {}
         self._settings_key = hashlib.sha256(
             f"{settings.port}|{settings.min_version}|{settings.ca_file or ''}".encode()
         ).hexdigest()[:16]
@@ -185,12 +186,16 @@ class DomainProber:
         now = self.clock()
         memo = self._policy_memo.get(domain)
         if memo is not None and now - memo[0] < POLICY_RECHECK_SECONDS:
-            policy = memo[1]
+            _, policy, note = memo
             if policy is None or now < policy.fetched_at + policy.max_age:
-                return policy, ""
+                return policy, note
+        # failures are remembered too: a domain whose policy host hangs must not cost every
+        # delivery a fetch timeout (protected mail waits on an unknown either way)
         policy, note = await self._mta_sts(domain)
-        if not note:  # a failure is not remembered: the next delivery asks again
-            self._policy_memo[domain] = (now, policy)
+        if len(self._policy_memo) >= MAX_POLICY_MEMO:
+            self._policy_memo = {d: m for d, m in self._policy_memo.items()
+                                 if now - m[0] < POLICY_RECHECK_SECONDS}
+        self._policy_memo[domain] = (now, policy, note)
         return policy, note
 
     async def cached_policy(self, domain: str) -> MtaStsPolicy | None:
