@@ -5,7 +5,9 @@ TLS check happens on the very connection that then sends MAIL FROM. A host that
 does not offer STARTTLS, negotiates less than the minimum version or (for
 verified) presents a certificate not valid for its name is a temporary failure
 for that host: the next MX is tried, else the recipients are deferred. Nothing
-decided `tls-*` is ever sent in clear.
+decided `tls-*` is ever sent in clear. A domain's MTA-STS `enforce` policy (RFC 8461
+§5) adds its own demands to any protection: only the MX names it permits, and only
+over TLS with a certificate valid for the MX name.
 """
 
 from __future__ import annotations
@@ -60,11 +62,24 @@ class DeliveryJob:
     smtputf8: bool = False
     body_8bit: bool = False
     mx_allowed: Callable[[str], bool] | None = None  # MTA-STS enforce: which MX names may be used
+    # RFC 8461 §4.2/§5: under an `enforce` policy every delivery, whatever its protection,
+    # needs STARTTLS and a certificate valid for the MX name
+    mta_sts_enforce: bool = False
+
+    @property
+    def tls_required(self) -> bool:
+        return self.protection.requires_tls or self.mta_sts_enforce
+
+    @property
+    def verify_certificate(self) -> bool:
+        return self.protection is Protection.TLS_VERIFIED or self.mta_sts_enforce
 
 
 # Connection cache, as Postfix's smtp_connection_cache_on_demand: a connection that just
 # delivered stays open briefly for the next message to the same MX, with the same
-# protection (so a reused connection always meets the job's TLS requirement).
+# protection (so a reused connection always meets the job's TLS requirement). The MX host
+# name is part of the key: the certificate was checked against the name the connection was
+# made for, and another domain's MX name on the same address has not been checked.
 CACHE_IDLE_SECONDS = 2.0  # Postfix smtp_connection_cache_time_limit
 CACHE_MAX_USES = 100
 CACHE_MAX_IDLE_PER_KEY = 20
@@ -78,20 +93,27 @@ class _Idle:
     uses: int
 
 
-_CacheKey = tuple[str, int, Protection]
+_CacheKey = tuple[str, str, int, Protection, bool]  # MX name, address, port, protection, MTA-STS enforce
 
 
 class HostFailure(Exception):
     """This MX host could not take the message now; try the next one."""
 
 
-def _tls_session(smtp: aiosmtplib.SMTP, mx: MxHost, verified: bool) -> TlsSession:
+def _tls_session(smtp: aiosmtplib.SMTP, mx: MxHost, job: DeliveryJob) -> TlsSession:
     ssl_object = smtp.get_transport_info("ssl_object")
     if ssl_object is None:
-        return TlsSession(mx=mx.name, version=None, cipher=None, verified=False)
+        return TlsSession(mx=mx.name, version=None, cipher=None, verified=False, verification="no TLS")
     cipher = ssl_object.cipher()
+    if job.verify_certificate:
+        how = "MTA-STS enforce" if job.mta_sts_enforce else job.protection.value
+        verification = f"certificate chain and name {mx.name} verified ({how})"
+    else:
+        # Python 3.11's ssl gives no peer chain when verification is off, so validity is not
+        # known here; saying "not checked" is the truth, "invalid" would not be
+        verification = f"certificate not checked ({job.protection.value}: encryption only)"
     return TlsSession(mx=mx.name, version=ssl_object.version(), cipher=cipher[0] if cipher else None,
-                      verified=verified)
+                      verified=job.verify_certificate, verification=verification)
 
 
 class Deliverer:
@@ -135,15 +157,16 @@ class Deliverer:
     def _all(job: DeliveryJob, outcome: Outcome, response: str) -> list[RecipientResult]:
         return [RecipientResult(r, outcome, response) for r in job.recipients]
 
-    async def _secure(self, smtp: aiosmtplib.SMTP, job: DeliveryJob, host: MxHost) -> bool:
-        """STARTTLS as the decision demands. Returns whether the peer was verified."""
-        required = job.protection.requires_tls
+    async def _secure(self, smtp: aiosmtplib.SMTP, job: DeliveryJob, host: MxHost) -> None:
+        """STARTTLS as the decision (and the domain's MTA-STS policy) demands."""
+        required = job.tls_required
+        demand = "the domain's MTA-STS enforce policy" if job.mta_sts_enforce else str(job.protection)
         offered = smtp.supports_extension("starttls")
         if not offered:
             if required:
-                raise HostFailure(f"STARTTLS not offered, but {job.protection} is required")
-            return False
-        if job.protection is Protection.TLS_VERIFIED:
+                raise HostFailure(f"STARTTLS not offered, but {demand} requires it")
+            return
+        if job.verify_certificate:
             context = self.verified_context
         elif job.protection is Protection.TLS_ENFORCED:
             context = self.encrypting_context
@@ -153,15 +176,19 @@ class Deliverer:
             await smtp.starttls(server_hostname=host.name, tls_context=context)
         except (ssl.SSLError, ssl.CertificateError) as exc:
             if required:
-                raise HostFailure(f"TLS handshake failed ({exc}); {job.protection} is required")
+                raise HostFailure(f"TLS handshake failed ({exc}); {demand} requires TLS")
             raise _PlaintextRetry(str(exc))
+        except aiosmtplib.SMTPServerDisconnected as exc:
+            # aiosmtpd, like many servers, drops the connection when no TLS version is shared
+            if required:
+                raise HostFailure(f"TLS handshake failed (connection closed: {exc}); {demand} requires TLS")
+            raise
         except aiosmtplib.SMTPResponseException as exc:
             if required:
                 raise HostFailure(f"STARTTLS refused: {exc.code} {exc.message}")
             raise _PlaintextRetry(f"{exc.code} {exc.message}")
         if required and smtp.get_transport_info("ssl_object") is None:  # pragma: no cover - defensive
             raise HostFailure("connection not encrypted after STARTTLS")
-        return job.protection is Protection.TLS_VERIFIED
 
     def _take(self, key: _CacheKey) -> _Idle | None:
         idle = self._idle.get(key)
@@ -208,7 +235,7 @@ class Deliverer:
 
     async def _transaction(self, job: DeliveryJob, host: MxHost, address: str,
                            plaintext: bool = False) -> list[RecipientResult]:
-        key = (address, self.settings.mx_port, job.protection)
+        key = (host.name, address, self.settings.mx_port, job.protection, job.mta_sts_enforce)
         cached = None if plaintext else self._take(key)
         if cached is not None:
             try:
@@ -231,19 +258,18 @@ class Deliverer:
         kept = False
         try:
             await smtp.ehlo()
-            verified = False
             if not plaintext:
                 try:
-                    verified = await self._secure(smtp, job, host)
+                    await self._secure(smtp, job, host)
                 except _PlaintextRetry:
                     # Opportunistic only: a broken STARTTLS falls back to clear, as Postfix's
                     # `may` level does (RFC 7435 §3); protected mail never reaches this line.
-                    assert not job.protection.requires_tls
+                    assert not job.tls_required
                     smtp.close()
                     return await self._transaction(job, host, address, plaintext=True)
                 await smtp.ehlo()
-            tls = _tls_session(smtp, host, verified)
-            if job.protection.requires_tls and tls.version is None:  # pragma: no cover - defensive
+            tls = _tls_session(smtp, host, job)
+            if job.tls_required and tls.version is None:  # pragma: no cover - defensive
                 raise HostFailure("refusing to send without TLS")
             results = await self._send(smtp, job, tls)
             kept = self._keep(key, smtp, tls, 1)

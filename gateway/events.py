@@ -44,6 +44,9 @@ class TlsSession:
     version: str | None  # None: sent without TLS (only ever for opportunistic)
     cipher: str | None
     verified: bool
+    # How `verified` was established, so the audit never reads "false" as "found invalid"
+    # when the certificate was simply not checked (tls-enforced encrypts without checking).
+    verification: str = ""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from policy.model import (
     TlsFacts,
 )
 from policy.policyfile import RuleChoice
+from tlsprobe.results import DomainStatus, MtaStsMode, MtaStsPolicy
 
 _NOT_ASKED = "not needed by the policy for this recipient"
 
@@ -47,6 +48,24 @@ def certificate_facts(result: Any) -> CertificateFacts:
         c = result.chosen
         ref = CertificateRef(subject=c.subject, issuer=c.issuer, serial=c.serial, sha256=c.sha256, source=c.source)
     return CertificateFacts(status, result.reason, ref)
+
+
+@dataclass(frozen=True)
+class DeliveryMxPolicy:
+    """The recipient domain's MTA-STS policy as it binds one delivery (RFC 8461 §5)."""
+
+    known: bool  # False: protected mail must wait (neither grade nor policy could be had)
+    enforce: bool  # an `enforce` policy applies: only its MX names, verified TLS only
+    mx_allowed: Callable[[str], bool] | None
+    reason: str
+
+    @classmethod
+    def of(cls, policy: MtaStsPolicy, source: str) -> DeliveryMxPolicy:
+        """Only `enforce` restricts (`testing` only reports, §5)."""
+        if policy.mode is not MtaStsMode.ENFORCE:
+            return cls(True, False, None, f"MTA-STS {policy.mode.value}: not enforced ({source})")
+        return cls(True, True, policy.permits,
+                   f"MTA-STS enforce, mx {', '.join(policy.mx)} ({source})")
 
 
 class FactGatherer:
@@ -102,6 +121,64 @@ class FactGatherer:
         from gateway.probe_setup import tls_facts
 
         return tls_facts(result), result.mx_allowed
+
+    async def delivery_mx_policy(self, domain: str, protection: Protection) -> DeliveryMxPolicy:
+        """What the domain's MTA-STS policy demands of a delivery now (RFC 8461 §5).
+
+        An `enforce` policy binds every message, whatever its protection: only MX hosts it
+        names, and only over TLS with a certificate valid for the MX name. For protected
+        mail the (cached) grade carries the policy it was measured with; when the grade
+        cannot be had, a cached policy still applies (§5.1), and when neither grade nor
+        policy can be had the delivery waits (fail closed). For other mail, no policy to be
+        had means delivery as usual (§3.3: no cached policy and a failed fetch = no policy).
+
+        `TLS-Required: No` (RFC 8689 §3, §4.2.2: the sender asks that MTA-STS/DANE be
+        ignored) is deliberately never read, not even for public mail: for confidential
+        and sensitive mail the decision and Datatilsynet's practice (check the domain, then
+        force TLS) rule, not a header any client can set; for public mail delivered
+        opportunistically, the header could only lift a recipient's enforce policy, some
+        webmail providers stamp it on every message (so it is no considered choice of the
+        sender), and a message our classifier missed would then go to an MX DNS alone named.
+        """
+        domain = domain.strip().rstrip(".").lower()
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._delivery_mx_policy(domain, protection)
+        except Exception as exc:  # a failure is an unknown, never "no policy" for protected mail
+            if not isinstance(exc, TimeoutError):
+                eventlog.error("mta-sts-lookup-failed", domain=domain, error=repr(exc))
+            try:
+                async with asyncio.timeout(self.timeout):
+                    cached = await self._get_prober().cached_policy(domain)
+            except Exception:
+                cached = None
+            if cached is not None:
+                return DeliveryMxPolicy.of(cached, f"cached policy ({type(exc).__name__} looking up the current)")
+            if protection.requires_tls:
+                return DeliveryMxPolicy(False, False, None,
+                                        f"MTA-STS policy of {domain} unknown: {type(exc).__name__} {exc}")
+            return DeliveryMxPolicy(True, False, None, f"MTA-STS policy of {domain} unknown, none cached")
+
+    async def _delivery_mx_policy(self, domain: str, protection: Protection) -> DeliveryMxPolicy:
+        prober = self._get_prober()
+        if protection.requires_tls:
+            try:
+                result = await prober.grade(domain)
+            except Exception as exc:
+                eventlog.error("tls-probe-failed", domain=domain, error=repr(exc))
+                result = None
+            if result is not None and result.mta_sts is not None:
+                return DeliveryMxPolicy.of(result.mta_sts, "from the domain's TLS grade")
+            if result is not None and result.status is not DomainStatus.UNKNOWN:
+                return DeliveryMxPolicy(True, False, None, f"{domain} publishes no MTA-STS policy")
+        policy, note = await prober.mta_sts_policy(domain)
+        if policy is not None:
+            return DeliveryMxPolicy.of(policy, note or policy.source)
+        if note and protection.requires_tls:
+            # the grade is unknown too (else we would not be here): nothing says which MX
+            # hosts the domain permits, so protected mail waits
+            return DeliveryMxPolicy(False, False, None, f"TLS grade and MTA-STS policy of {domain} unknown: {note}")
+        return DeliveryMxPolicy(True, False, None, note or f"{domain} publishes no MTA-STS policy")
 
     async def gather(self, recipient: str, choice: RuleChoice) -> RecipientFacts:
         return (await self.gather_full(recipient, choice)).facts

@@ -379,12 +379,15 @@ class QueueManager:
     async def _deliver_group(self, envelope: Envelope, folder: Path, key: tuple[str, str, str],
                              rcpts: list[str], mx_cache: dict[str, MxAnswer]) -> list[RecipientResult]:
         domain, protection, payload = key
-        mx_allowed = None
-        if protection == Protection.TLS_VERIFIED.value:
-            tls, mx_allowed = await self.pipeline.gatherer.tls(domain)
+        # RFC 8461 §5: the domain's MTA-STS policy binds every delivery, not only tls-verified
+        # (delivery_mx_policy never raises: a failure is an unknown, and protected mail waits)
+        mx_policy = await self.pipeline.gatherer.delivery_mx_policy(domain, Protection(protection))
+        if not mx_policy.known:
+            return [RecipientResult(r, Outcome.DEFERRED, f"451 4.4.3 {mx_policy.reason}") for r in rcpts]
         job = DeliveryJob(domain=domain, sender=envelope.sender, recipients=tuple(rcpts),
                           payload=folder / payload, protection=Protection(protection),
-                          smtputf8=envelope.smtputf8, body_8bit=envelope.body_8bit, mx_allowed=mx_allowed)
+                          smtputf8=envelope.smtputf8, body_8bit=envelope.body_8bit,
+                          mx_allowed=mx_policy.mx_allowed, mta_sts_enforce=mx_policy.enforce)
         async with self.global_slots, self.domain_slots[domain]:
             try:
                 if domain not in mx_cache:
@@ -401,7 +404,7 @@ class QueueManager:
         tls = None
         if result.tls is not None:
             tls = {"mx": result.tls.mx, "version": result.tls.version, "cipher": result.tls.cipher,
-                   "verified": result.tls.verified}
+                   "verified": result.tls.verified, "verification": result.tls.verification}
         return {"e": "status", "rcpt": result.address, "status": status.value, "response": result.response,
                 "tls": tls, "at": time.time()}
 

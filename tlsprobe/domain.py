@@ -27,6 +27,11 @@ from tlsprobe.tls import client_tls_context
 _T = TypeVar("_T")
 
 MAX_ADDRESSES = 16  # MX addresses probed per domain; more is a misconfiguration or an attack
+# Delivery asks for the domain's MTA-STS policy for every message (RFC 8461 §5 applies to
+# all mail, not only to mail that was probed). A policy that was just looked up is reused
+# for this long, so a burst of public mail to one domain costs one TXT lookup, not one each.
+POLICY_RECHECK_SECONDS = 60.0
+MAX_POLICY_MEMO = 10_000  # domains; older entries are dropped when it fills
 
 
 def combine(domain: str, probes: tuple[MxProbe, ...], policy: MtaStsPolicy | None,
@@ -90,6 +95,7 @@ class DomainProber:
         self._mx = MxProber(settings)
         self._https = client_tls_context(min_version="TLSv1.2", ca_file=settings.ca_file, verify=True)
         self._inflight: dict[str, asyncio.Task[DomainTls]] = {}
+        self._policy_memo: dict[str, tuple[float, MtaStsPolicy | None, str]] = {}
         self._settings_key = hashlib.sha256(
             f"{settings.port}|{settings.min_version}|{settings.ca_file or ''}".encode()
         ).hexdigest()[:16]
@@ -116,7 +122,12 @@ class DomainProber:
     async def _probe_and_store(self, domain: str) -> DomainTls:
         result = await self._probe(domain)
         ttl = self.cache_ttl if result.status is not DomainStatus.UNKNOWN else self.failure_ttl
-        await self._cached(self._cache_put_grade, result, result.probed_at + ttl)
+        expires_at = result.probed_at + ttl
+        if result.mta_sts is not None:
+            # RFC 8461 §3.2/§5.1: the policy is only valid for max_age after it was fetched; a
+            # grade resting on it (its MX restriction, "verified via MTA-STS") must not outlive it
+            expires_at = min(expires_at, result.mta_sts.fetched_at + result.mta_sts.max_age)
+        await self._cached(self._cache_put_grade, result, expires_at)
         return result
 
     # The cache runs in a worker thread (a PostgreSQL round trip must not stall the
@@ -164,6 +175,32 @@ class DomainProber:
                                f"{result.reason}; {policy_note}", result.mx, result.mta_sts,
                                result.probed_at)
         return result
+
+    async def mta_sts_policy(self, domain: str) -> tuple[MtaStsPolicy | None, str]:
+        """The MTA-STS policy that applies to a delivery now, without probing the MX hosts.
+
+        As `_mta_sts`: a cached unexpired policy keeps applying when DNS or the fetch fails
+        (the note then says so); (None, "") means the domain has no policy (an answer).
+        """
+        domain = domain.strip().rstrip(".").lower()
+        now = self.clock()
+        memo = self._policy_memo.get(domain)
+        if memo is not None and now - memo[0] < POLICY_RECHECK_SECONDS:
+            _, policy, note = memo
+            if policy is None or now < policy.fetched_at + policy.max_age:
+                return policy, note
+        # failures are remembered too: a domain whose policy host hangs must not cost every
+        # delivery a fetch timeout (protected mail waits on an unknown either way)
+        policy, note = await self._mta_sts(domain)
+        if len(self._policy_memo) >= MAX_POLICY_MEMO:
+            self._policy_memo = {d: m for d, m in self._policy_memo.items()
+                                 if now - m[0] < POLICY_RECHECK_SECONDS}
+        self._policy_memo[domain] = (now, policy, note)
+        return policy, note
+
+    async def cached_policy(self, domain: str) -> MtaStsPolicy | None:
+        """The unexpired policy in the persistent cache, without any network (RFC 8461 §5.1)."""
+        return _from_cache(await self._cached(self._cache_get_policy, domain.strip().rstrip(".").lower()))
 
     async def _mta_sts(self, domain: str) -> tuple[MtaStsPolicy | None, str]:
         """The policy that applies now, and a note when something went wrong.

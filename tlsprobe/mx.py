@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import dns.asyncresolver
 import dns.exception
 import dns.name
+import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 
@@ -56,11 +57,12 @@ def make_resolver(nameservers: list[tuple[str, int]], timeout: float) -> dns.asy
         resolver = dns.asyncresolver.Resolver()
     else:
         resolver = dns.asyncresolver.Resolver(configure=False)
-        resolver.nameservers = [host for host, _ in nameservers]
-        # dnspython has one port for all name servers; a lab uses one loopback server
-        resolver.port = nameservers[0][1]
-    resolver.timeout = timeout
+        # each server with its own port ("[dns] nameservers" allows "host:port" per entry)
+        resolver.nameservers = [dns.nameserver.Do53Nameserver(host, port) for host, port in nameservers]
+    # `lifetime` bounds the whole lookup, `timeout` each server's try: with both equal, a
+    # silent first server used the whole lifetime and the next was never asked
     resolver.lifetime = timeout
+    resolver.timeout = timeout / max(1, len(resolver.nameservers))
     # dnspython's cache honours each answer's TTL; failures (SERVFAIL, timeouts) are not cached
     resolver.cache = dns.resolver.Cache()
     return resolver
@@ -130,9 +132,11 @@ async def resolve_mx(resolver: dns.asyncresolver.Resolver, domain: str) -> MxAns
         return MxAnswer(domain, MxStatus.TEMPORARY, (), str(exc))
     hosts: list[MxHost] = []
     problems: list[str] = []
+    temporary = False  # any MX whose address lookup failed (not "has none"): unknown, not permanent
     for (preference, name), result in zip(mx, resolved, strict=True):
         if isinstance(result, _Temporary):
             problems.append(str(result))
+            temporary = True
         elif isinstance(result, BaseException):
             raise result
         elif result:
@@ -141,6 +145,6 @@ async def resolve_mx(resolver: dns.asyncresolver.Resolver, domain: str) -> MxAns
             problems.append(f"MX {name} has no address")
     if hosts:
         return MxAnswer(domain, MxStatus.OK, tuple(hosts), "; ".join(problems) or "MX found")
-    if problems and any("failed" in p for p in problems):
+    if temporary:
         return MxAnswer(domain, MxStatus.TEMPORARY, (), "; ".join(problems))
     return MxAnswer(domain, MxStatus.NO_ADDRESS, (), "; ".join(problems) or f"{domain}: no MX address")

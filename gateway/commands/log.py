@@ -134,6 +134,8 @@ def run_show(args: argparse.Namespace) -> int:
             tls = entry["tls"]
             print(f"  tls        {tls['mx']} {tls['version'] or 'NO TLS'} {tls['cipher'] or ''}"
                   f" {'verified' if tls['verified'] else 'unverified'}")
+            if tls.get("verification"):  # absent in records written before it was kept
+                print(f"  checked    {tls['verification']}")
         if entry.get("smtp_response"):
             print(f"  response   {entry['smtp_response']}")
         if entry.get("quarantine_id"):

@@ -6,67 +6,25 @@ policy here leaves S/MIME out so the TLS path is what is decided.
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
 
 from gateway.delivery import CACHE_IDLE_SECONDS
-from tests.fixtures.relay_lab import ROOT, wait_until
-
-TLS_ONLY_POLICY = (ROOT / "policy.toml").read_text().replace(
-    'protections = ["smime", "tls-verified", "tls-enforced"]', 'protections = ["tls-verified", "tls-enforced"]'
-).replace('protections = ["smime", "tls-verified"]', 'protections = ["tls-verified"]')
-
-
-@pytest.fixture
-def tls_gateway(gateway_factory, tls_lab, tmp_path):
-    assert '"tls-verified", "tls-enforced"]' in TLS_ONLY_POLICY
-    policy = tmp_path / "tls-only-policy.toml"
-    policy.write_text(TLS_ONLY_POLICY)
-
-    def make(max_age: str = "1h", name: str = "gw"):
-        return gateway_factory({
-            "policy": f'file = "{policy}"',
-            "delivery": f'mx_port = {tls_lab.port}\nretry = ["1s"]\nmax_age = "{max_age}"\n'
-                        'connect_timeout = "3s"\ndelivery_timeout = "20s"',
-            "tls": f'ca_file = "{tls_lab.ca_file}"\nmta_sts_port = {tls_lab.https_port}',
-        }, name=name).start()
-
-    return make
+from tests.fixtures.relay_lab import wait_until
+from tests.fixtures.tls_delivery import confidential_message as _confidential
+from tests.fixtures.tls_delivery import delivered_tls as _journal_tls
+from tests.fixtures.tls_delivery import recipient_state as _recipient
 
 
 @pytest.fixture
-def sender_domain(relay_lab):
-    if not hasattr(relay_lab, "_firm"):
-        relay_lab._firm = relay_lab.sink("firm-mx")
-        relay_lab.domain("firm.test", [relay_lab._firm])
-    return relay_lab._firm
+def tls_gateway(tls_only_gateway):
+    return tls_only_gateway
 
 
-def _confidential(to: str, extra: str = "") -> bytes:
-    return (f"From: advokat@firm.test\r\nTo: {to}\r\nSubject: [fortrolig] Sagens akter\r\n{extra}"
-            "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSe vedhæftede.\r\n").encode()
-
-
-def _recipient(gw, address: str) -> dict:
-    for state in ("done", "deferred", "active", "incoming"):
-        for message_id in gw.ids(state):
-            shown = json.loads(gw.cli("queue", "show", message_id, "--json").stdout)
-            for r in shown["recipients"]:
-                if r["address"] == address:
-                    return r
-    return {}
-
-
-def _journal_tls(gw, address: str) -> dict | None:
-    for state in ("done", "active", "deferred"):
-        for message_id in gw.ids(state):
-            for line in (gw.spool / state / message_id / "journal").read_text().splitlines():
-                record = json.loads(line)
-                if record.get("rcpt") == address and record.get("status") == "delivered":
-                    return record.get("tls")
-    return None
+@pytest.fixture
+def sender_domain(firm_sink):
+    return firm_sink
 
 
 def test_confidential_mail_goes_over_verified_tls_when_the_domain_has_it(tls_lab, tls_gateway):
@@ -78,7 +36,8 @@ def test_confidential_mail_goes_over_verified_tls_when_the_domain_has_it(tls_lab
     assert server.messages[0].tls and server.messages[0].tls_version == "TLSv1.3"
     assert wait_until(lambda: _journal_tls(gw, "dommer@verified.test") is not None)
     tls = _journal_tls(gw, "dommer@verified.test")
-    assert tls == {"mx": server.name, "version": "TLSv1.3", "cipher": server.messages[0].cipher, "verified": True}
+    assert tls == {"mx": server.name, "version": "TLSv1.3", "cipher": server.messages[0].cipher, "verified": True,
+                   "verification": f"certificate chain and name {server.name} verified (tls-verified)"}
     assert _recipient(gw, "dommer@verified.test")["protection"] == "tls-verified"
 
 
@@ -90,7 +49,9 @@ def test_a_self_signed_mx_gets_enforced_not_verified_tls(tls_lab, tls_gateway):
     assert wait_until(lambda: len(server.messages) == 1)
     assert server.messages[0].tls
     assert wait_until(lambda: _journal_tls(gw, "x@selfsigned-enf.test") is not None)
-    assert _journal_tls(gw, "x@selfsigned-enf.test")["verified"] is False
+    tls = _journal_tls(gw, "x@selfsigned-enf.test")
+    assert tls["verified"] is False
+    assert tls["verification"] == "certificate not checked (tls-enforced: encryption only)"
     assert _recipient(gw, "x@selfsigned-enf.test")["protection"] == "tls-enforced"
 
 
@@ -132,7 +93,7 @@ def test_starttls_stripped_after_a_good_probe_defers_then_quarantines_with_no_pl
         assert server.connections > 1, "delivery was attempted (and refused) on the stripped server"
 
 
-def test_the_next_mx_is_tried_when_the_first_cannot_do_tls(tls_lab, tls_gateway):
+def test_a_domain_whose_weakest_mx_has_no_starttls_gets_no_confidential_mail(tls_lab, tls_gateway):
     plain = tls_lab.start("plain")
     good = tls_lab.start("tls12")
     tls_lab.mail_domain("mixed.test", [plain, good])
