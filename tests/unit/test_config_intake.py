@@ -67,7 +67,8 @@ def test_the_port_check_tells_one_port_from_per_server_ports():
 
 def test_nameservers_on_different_ports_are_refused_unless_the_resolver_honours_each(tmp_path):
     path = tmp_path / "sikkermail.toml"
-    path.write_text('[dns]\ntimeout = "2s"\nnameservers = ["127.0.0.1:5300", "127.0.0.2"]\n')
+    path.write_text('[dns]\ntimeout = "2s"\nnameservers = ["127.0.0.1:5300", "127.0.0.2"]\n'
+                    f'[policy]\nfile = "{ROOT / "policy.toml"}"\n')
     result = _check_config(path)
     assert "Traceback" not in result.stderr
     if _resolver_honours_each_port():  # tlsprobe.mx.make_resolver, as the gateway uses it
