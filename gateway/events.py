@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from policy.model import CertificateRef, Classification, Decision
 
@@ -63,6 +63,7 @@ class RecipientDecided:
     decision: Decision
     certificate: CertificateRef | None = None  # when S/MIME
     cipher: str | None = None  # e.g. "aes256-cbc/rsa-pkcs1v15" when S/MIME
+    smime: dict[str, Any] | None = None  # signing, header protection, organisation recipient
 
 
 @dataclass(frozen=True)
