@@ -209,3 +209,7 @@ def test_non_default_smime_configuration_end_to_end(
         else:
             assert smime["digest"] is None and smime["signer"] is None
     assert BODY not in json.dumps(record) and "Ærø" not in json.dumps(record)
+    shown = gw.cli("log", "show", record["id"])
+    assert shown.returncode == 0, shown.stderr
+    assert f"also to    {org_summary[0]['subject']} sha256 {org_summary[0]['sha256']} (organisation)" in shown.stdout
+    assert ("signed sha-256" if variant["sign"] else "not signed") in shown.stdout
