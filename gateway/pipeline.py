@@ -235,7 +235,7 @@ class Pipeline:
             try:
                 result = await asyncio.wait_for(job, timeout)
             except TimeoutError:
-                raise TimeoutError(f"no result within {timeout:.0f}s ([smime] timeout)") from None
+                raise TimeoutError(f"no result within {timeout:g}s ([smime] timeout)") from None
         except Exception as exc:  # fail closed: an encryption that did not happen defers, never downgrades
             eventlog.error("smime-failed", folder=str(folder), error=repr(exc))
             return [
