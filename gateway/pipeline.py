@@ -94,6 +94,7 @@ def read_header_block(path: Path) -> email.message.Message:
     return email.message_from_bytes(buf, policy=email.policy.compat32)
 
 
+ABANDON_GRACE = 30.0  # seconds for an abandoned encryption to stop (it checks once per chunk)
 _PAYLOAD_NAME = re.compile(r"smime-(\d+)\.eml")
 
 
@@ -232,10 +233,16 @@ class Pipeline:
             job = loop.run_in_executor(
                 None, partial(encrypt_file_durably, source, folder / name, certificates, self._smime_options(),
                               abort))
-            try:
-                result = await asyncio.wait_for(job, timeout)
-            except TimeoutError:
-                raise TimeoutError(f"no result within {timeout:g}s ([smime] timeout)") from None
+            done, _ = await asyncio.wait({job}, timeout=timeout)
+            if not done:
+                abort.set()
+                # An executor thread cannot be cancelled: let it reach its next chunk and
+                # remove its temporary file before the folder is moved on (a path it
+                # unlinks after a move would leave the file behind).
+                job.add_done_callback(lambda f: f.cancelled() or f.exception())
+                await asyncio.wait({job}, timeout=ABANDON_GRACE)
+                raise TimeoutError(f"no result within {timeout:g}s ([smime] timeout)")
+            result = job.result()
         except Exception as exc:  # fail closed: an encryption that did not happen defers, never downgrades
             eventlog.error("smime-failed", folder=str(folder), error=repr(exc))
             return [
