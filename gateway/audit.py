@@ -149,9 +149,11 @@ def event_content(event: StoreEvent, include_subject: bool) -> tuple[str, str | 
         return "message.classified", event.id, event.at, {
             "classification": _masked_classification(to_plain(event.classification))}
     if isinstance(event, RecipientDecided):
-        return "recipient.decided", event.id, event.at, {
-            "decision": to_plain(event.decision), "certificate": to_plain(event.certificate),
-            "cipher": event.cipher}
+        decided = {"decision": to_plain(event.decision), "certificate": to_plain(event.certificate),
+                   "cipher": event.cipher}
+        if event.smime is not None:
+            decided["smime"] = to_plain(event.smime)
+        return "recipient.decided", event.id, event.at, decided
     if isinstance(event, RecipientUpdated):
         data = to_plain(event)
         data.pop("id")
@@ -190,7 +192,7 @@ def _recipient(record: dict[str, Any], address: str) -> dict[str, Any]:
             return existing  # type: ignore[no-any-return]
     entry: dict[str, Any] = {
         "address": address, "action": None, "protection": None, "rule": None, "reason": "",
-        "steps": [], "certificate": None, "cipher": None, "tls": None,
+        "steps": [], "certificate": None, "cipher": None, "smime": None, "tls": None,
         "status": RecipientStatus.QUEUED.value, "smtp_response": "", "updated_at": None,
         "quarantine_id": None,
     }
@@ -229,7 +231,7 @@ def fold_message(record: dict[str, Any], kind: str, at: float, data: dict[str, A
             action=decision["action"], protection=decision["protection"], rule=decision["rule"],
             level=decision["level"], steps=decision["steps"],
             reason="; ".join(step["reason"] for step in decision["steps"]),
-            certificate=data.get("certificate"), cipher=data.get("cipher"),
+            certificate=data.get("certificate"), cipher=data.get("cipher"), smime=data.get("smime"),
             status=_ACTION_STATUS.get(decision["action"], "queued"), updated_at=at,
         )
         rules = sorted({r["rule"] for r in record["recipients"] if r.get("rule")})

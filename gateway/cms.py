@@ -212,9 +212,13 @@ def envelope_frame(
     eci_length = len(encrypted_content_info_head) + clen
     inner_head = (
         core.Integer(version).dump()
-        # In the caller's order, not DER-sorted: gpgsm 2.2 tries RecipientInfos in
-        # order and exits 2 after one it has no key for, even when a later one
-        # decrypts. The primary recipient comes first, the organisation last.
+        # In the caller's order, not DER-sorted: gpgsm 2.2 (2.2.40 measured) tries
+        # RecipientInfos in order and logs an error for each one before its own (no
+        # secret key, or certificate not found); it then decrypts with its own, writes
+        # the whole plaintext and DECRYPTION_OKAY, but exits 2 because errors were
+        # logged. Only the first RecipientInfo's owner sees exit 0, so the primary
+        # recipient comes first and the organisation last; a later To/Cc recipient
+        # reading with gpgsm sees exit 2 (test_smime_gpgsm.py pins this down).
         # (RFC 5652 requires DER only for signed attributes; OpenSSL does not sort.)
         + tlv(0x31, b"".join(ri for ri, _ in recipient_infos))
         + tlv_header(0x30, eci_length)

@@ -197,6 +197,10 @@ class SmimeConfig:
     sign_certificate: ConfigPath = ""  # sign-then-encrypt with this certificate (PEM) ...
     sign_key: ConfigPath = ""  # ... and its unencrypted private key (PEM, 0600)
     sign_chain: ConfigPath = ""  # intermediates sent with the signature (PEM)
+    # The executor wait for one encryption: timeout + timeout_per_mb per MiB of message.
+    # Beyond it the recipients are deferred (never sent weaker) and retried later.
+    timeout: Duration = 30.0
+    timeout_per_mb: Duration = 1.0
 
 
 @dataclass(frozen=True)
@@ -393,6 +397,8 @@ def _check(cfg: Config, src: TomlSource, problems: list[Problem]) -> None:
         problems.append(src.problem("smime.cipher", "must be aes256-cbc or aes256-gcm"))
     if cfg.smime.key_transport not in ("rsa-pkcs1v15", "rsa-oaep"):
         problems.append(src.problem("smime.key_transport", "must be rsa-pkcs1v15 or rsa-oaep"))
+    if cfg.smime.timeout <= 0:
+        problems.append(src.problem("smime.timeout", "must be positive"))
     from gateway.smime import (
         check_smime_config,  # smime reads its files; config must not import it early
     )

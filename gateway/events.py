@@ -75,6 +75,7 @@ class RecipientDecided:
     decision: Decision
     certificate: CertificateRef | None = None  # when S/MIME
     cipher: str | None = None  # e.g. "aes256-cbc/rsa-pkcs1v15" when S/MIME
+    smime: dict[str, Any] | None = None  # signing, header protection, organisation recipient
 
 
 @dataclass(frozen=True)

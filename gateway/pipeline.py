@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import re
+import threading
 from dataclasses import dataclass, replace
 from email.utils import getaddresses
 from functools import partial
@@ -59,12 +61,51 @@ class Planned:
     certificate: CertificateRef | None = None  # for the audit, when S/MIME
     cipher: str | None = None
     mx_allowed: Any | None = None
+    smime: dict[str, Any] | None = None  # for the audit: signing, header protection, organisation
 
 
 def read_headers(data: bytes) -> email.message.Message:
     end = data.find(b"\r\n\r\n")
     block = data if end < 0 else data[: end + 4]
     return email.message_from_bytes(block, policy=email.policy.compat32)
+
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_HEADER_CHUNK = 64 * 1024
+MAX_HEADER_BLOCK = 16 << 20  # as gateway.smime: a header section beyond this is not parsed further
+
+
+def read_header_block(path: Path) -> email.message.Message:
+    """The header fields of the message in `path`, reading only as far as the empty line
+    (a 50 MB message costs one small read, not 50 MB of memory)."""
+    buf = b""
+    with path.open("rb") as f:
+        for _ in range(MAX_HEADER_BLOCK // _HEADER_CHUNK + 1):
+            chunk = f.read(_HEADER_CHUNK)
+            buf += chunk
+            if buf.startswith((b"\r\n", b"\n")):  # no header fields at all
+                return email.message_from_bytes(b"", policy=email.policy.compat32)
+            match = _HEADER_END.search(buf, max(0, len(buf) - len(chunk) - 3))
+            if match:
+                buf = buf[: match.end()]
+                break
+            if not chunk:
+                break
+    return email.message_from_bytes(buf, policy=email.policy.compat32)
+
+
+ABANDON_GRACE = 30.0  # seconds for an abandoned encryption to stop (it checks once per chunk)
+_PAYLOAD_NAME = re.compile(r"smime-(\d+)\.eml")
+
+
+def next_payload_number(folder: Path) -> int:
+    """1 + the highest smime-N.eml already in the folder.
+
+    A retry encrypts deferred recipients again while earlier payloads may still be
+    waiting for delivery to others; reusing a name would replace their CMS."""
+    numbers = [int(m.group(1)) for name in (p.name for p in folder.iterdir())
+               if (m := _PAYLOAD_NAME.fullmatch(name.lstrip(".").removesuffix(".tmp")))]
+    return max(numbers, default=0) + 1
 
 
 def visible_recipients(headers: email.message.Message) -> set[str]:
@@ -163,27 +204,45 @@ class Pipeline:
         if not smime:
             return planned
         message_path = folder / "message"
-        headers = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: read_headers(message_path.read_bytes()))
+        headers = await asyncio.get_running_loop().run_in_executor(None, read_header_block, message_path)
+        first = await asyncio.get_running_loop().run_in_executor(None, next_payload_number, folder)
         visible = visible_recipients(headers)
         groups: list[list[Decided]] = []
         shared = [i for i in smime if i.decision.recipient.lower() in visible]
         if shared:
             groups.append(shared)
         groups.extend([i] for i in smime if i.decision.recipient.lower() not in visible)
-        for number, group in enumerate(groups, start=1):
+        for number, group in enumerate(groups, start=first):
             planned.extend(await self._encrypt_group(folder, message_path, number, group))
         return planned
 
+    def encryption_timeout(self, size: int) -> float:
+        """Seconds to wait for one encryption of a `size`-octet message ([smime] timeout)."""
+        return self.cfg.smime.timeout + self.cfg.smime.timeout_per_mb * size / (1 << 20)
+
     async def _encrypt_group(self, folder: Path, source: Path, number: int,
                              group: list[Decided]) -> list[Planned]:
-        from gateway.smime import encrypt_file
+        from gateway.smime import encrypt_file_durably
 
         name = f"smime-{number}.eml"
         certificates = [i.gathered.certificate for i in group if i.gathered is not None]
+        abort = threading.Event()
         try:
-            result = await asyncio.get_running_loop().run_in_executor(
-                None, partial(encrypt_file, source, folder / name, certificates, self._smime_options()))
+            loop = asyncio.get_running_loop()
+            timeout = self.encryption_timeout(await loop.run_in_executor(None, lambda: source.stat().st_size))
+            job = loop.run_in_executor(
+                None, partial(encrypt_file_durably, source, folder / name, certificates, self._smime_options(),
+                              abort))
+            done, _ = await asyncio.wait({job}, timeout=timeout)
+            if not done:
+                abort.set()
+                # An executor thread cannot be cancelled: let it reach its next chunk and
+                # remove its temporary file before the folder is moved on (a path it
+                # unlinks after a move would leave the file behind).
+                job.add_done_callback(lambda f: f.cancelled() or f.exception())
+                await asyncio.wait({job}, timeout=ABANDON_GRACE)
+                raise TimeoutError(f"no result within {timeout:g}s ([smime] timeout)")
+            result = job.result()
         except Exception as exc:  # fail closed: an encryption that did not happen defers, never downgrades
             eventlog.error("smime-failed", id=folder.name, folder=str(folder), error=repr(exc))
             return [
@@ -192,6 +251,10 @@ class Pipeline:
                         None)
                 for i in group
             ]
+        finally:
+            abort.set()  # a thread still running after a timeout stops at its next chunk
         cipher = result.algorithms
-        return [Planned(i.decision, name, i.gathered.facts.certificate.certificate if i.gathered else None, cipher)
+        audit = result.audit()
+        return [Planned(i.decision, name, i.gathered.facts.certificate.certificate if i.gathered else None, cipher,
+                        smime=audit)
                 for i in group]

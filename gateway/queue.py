@@ -280,7 +280,7 @@ class QueueManager:
 
     @staticmethod
     def _decided_event(message_id: str, p: Planned) -> RecipientDecided:
-        return RecipientDecided(message_id, time.time(), p.decision, p.certificate, p.cipher)
+        return RecipientDecided(message_id, time.time(), p.decision, p.certificate, p.cipher, smime=p.smime)
 
     async def _settle_undeliverable(self, message_id: str, envelope: Envelope, classification: Classification,
                                     planned: list[Planned], state: State) -> None:

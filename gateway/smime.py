@@ -16,9 +16,12 @@ signing), and every DER length is computed before the first ciphertext octet.
 from __future__ import annotations
 
 import binascii
+import datetime as dt
 import io
+import os
 import re
 import secrets
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from gateway.cms import (
     ContentCipher,
@@ -62,6 +66,8 @@ __all__ = [
     "check_smime_config",
     "encrypt_bytes",
     "encrypt_file",
+    "encrypt_file_durably",
+    "organisation_certificate",
 ]
 
 CHUNK = 1 << 20  # read size; the content key's cipher buffers partial blocks itself
@@ -123,7 +129,7 @@ class SmimeOptions:
         """Options from `[smime]`; reads the organisation certificate and signer files."""
         extra: tuple[x509.Certificate, ...] = ()
         if smime_cfg.organisation_certificate:
-            extra = tuple(_load_certificates(Path(smime_cfg.organisation_certificate)))
+            extra = (organisation_certificate(Path(smime_cfg.organisation_certificate)),)
         signer = None
         if smime_cfg.sign_certificate or smime_cfg.sign_key:
             if not (smime_cfg.sign_certificate and smime_cfg.sign_key):
@@ -155,11 +161,34 @@ class SmimeResult:
     signed: bool = False
     headers_protected: bool = False
     smime_type: str = "enveloped-data"
+    signer: x509.Certificate | None = None
+    extra_recipients: tuple[x509.Certificate, ...] = ()  # the organisation certificate(s)
 
     @property
     def algorithms(self) -> str:
         """For the audit record's `cipher`, e.g. "aes256-cbc rsa-pkcs1v15 issuer-serial"."""
         return f"{self.cipher} {self.key_transport} {self.recipient_identifier}"
+
+    def audit(self) -> dict[str, object]:
+        """Everything about the protection beyond the recipient's own certificate, for
+        the audit entry's `smime`: a compliance officer can tell from it who else can
+        read the message (the organisation) and whether it was signed, and how."""
+        return {
+            "cipher": self.cipher,
+            "key_transport": self.key_transport,
+            "recipient_identifier": self.recipient_identifier,
+            "smime_type": self.smime_type,
+            "recipient_infos": self.recipients,
+            "signed": self.signed,
+            "digest": "sha-256" if self.signed else None,
+            "signer": _cert_summary(self.signer) if self.signer is not None else None,
+            "headers_protected": self.headers_protected,
+            "organisation": [_cert_summary(c) for c in self.extra_recipients],
+        }
+
+
+def _cert_summary(cert: x509.Certificate) -> dict[str, str]:
+    return {"subject": cert.subject.rfc4514_string(), "sha256": cert.fingerprint(hashes.SHA256()).hex()}
 
 
 def certificate_ref(cert: x509.Certificate, source: str) -> CertificateRef:
@@ -190,19 +219,58 @@ def encrypt_file(
     destination: Path,
     recipients: Sequence[x509.Certificate],
     options: SmimeOptions,
+    abort: threading.Event | None = None,
 ) -> SmimeResult:
     """Encrypt the RFC 5322 message in `source` into `destination` (created or replaced).
 
     Blocking and CPU-bound for large messages: run it in an executor. The caller
     fsyncs/renames `destination` as its spool requires; on any error it is removed.
+    Setting `abort` (the caller gave up waiting) stops it at the next chunk with
+    SmimeError: an executor thread cannot be cancelled from outside.
     """
     try:
         with source.open("rb") as src, destination.open("wb") as dst:
-            return _encrypt(src, dst, recipients, options)
+            return _encrypt(src, dst, recipients, options, abort)
     except BaseException:
         # A half-written S/MIME message must never be mistaken for a whole one.
         destination.unlink(missing_ok=True)
         raise
+
+
+def encrypt_file_durably(
+    source: Path,
+    destination: Path,
+    recipients: Sequence[x509.Certificate],
+    options: SmimeOptions,
+    abort: threading.Event | None = None,
+) -> SmimeResult:
+    """`encrypt_file`, and `destination` is on disk (fsynced, name included) on return.
+
+    The spool journal names the file right after this returns, and a journal line
+    must never point at a file a crash can lose or truncate: write a temporary
+    name, fsync it, rename it into place (atomic, POSIX rename(2)), fsync the
+    folder so the new name itself is durable.
+    """
+    temporary = destination.with_name(f".{destination.name}.tmp")
+    result = encrypt_file(source, temporary, recipients, options, abort)
+    try:
+        fd = os.open(temporary, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if abort is not None and abort.is_set():
+            raise SmimeError("encryption abandoned: the caller stopped waiting")
+        os.replace(temporary, destination)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    fd = os.open(destination.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return result
 
 
 def encrypt_bytes(
@@ -468,6 +536,57 @@ def _load_certificates(path: Path) -> list[x509.Certificate]:
     return certs
 
 
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def organisation_certificate(path: Path, now: dt.datetime | None = None) -> x509.Certificate:
+    """The end-entity certificate in `path`, checked fit to encrypt to.
+
+    The file is often the certificate with its chain (as a CA delivers it); the
+    CA certificates are not recipients: every certificate we encrypt to becomes a
+    RecipientInfo, and the mail would be readable by whoever holds a CA key.
+    """
+    certs = _load_certificates(path)
+    # An end entity is not a CA (RFC 5280 §4.2.1.9) and issued none of the others
+    # (old v1 CA certificates carry no basicConstraints at all).
+    ends = [c for c in certs
+            if not _is_ca(c) and not any(o is not c and o.issuer == c.subject for o in certs)]
+    if not ends:
+        raise SmimeError(f"{path}: only CA certificates, no end-entity certificate to encrypt to")
+    if len(ends) > 1:
+        subjects = "; ".join(c.subject.rfc4514_string() for c in ends)
+        raise SmimeError(f"{path}: more than one end-entity certificate ({subjects}); keep only the organisation's")
+    cert = ends[0]
+    subject = cert.subject.rfc4514_string()
+    when = now or dt.datetime.now(dt.UTC)
+    if when < cert.not_valid_before_utc:
+        raise SmimeError(f"{path}: certificate {subject} is not valid before {cert.not_valid_before_utc:%Y-%m-%d}")
+    if when > cert.not_valid_after_utc:
+        raise SmimeError(f"{path}: certificate {subject} expired on {cert.not_valid_after_utc:%Y-%m-%d}")
+    if not isinstance(cert.public_key(), rsa.RSAPublicKey):
+        raise SmimeError(f"{path}: certificate {subject} has no RSA key; only RSA key transport is supported")
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    # RFC 8550 §4.4.2: with keyUsage present, keyEncipherment is required for RSA key transport.
+    if usage is not None and not usage.key_encipherment:
+        raise SmimeError(f"{path}: certificate {subject} does not permit keyEncipherment")
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        eku = None
+    # RFC 8550 §4.4.4: an extendedKeyUsage without emailProtection (or anyExtendedKeyUsage)
+    # does not allow S/MIME.
+    if eku is not None and not {ExtendedKeyUsageOID.EMAIL_PROTECTION, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE} & set(eku):
+        raise SmimeError(f"{path}: certificate {subject} is not for e-mail protection (extendedKeyUsage)")
+    return cert
+
+
 def _signed_entity(
     src: BinaryIO, entity: list[Segment], signer: Signer
 ) -> list[Segment]:
@@ -498,6 +617,7 @@ def _encrypt(
     dst: BinaryIO,
     recipients: Sequence[x509.Certificate],
     options: SmimeOptions,
+    abort: threading.Event | None = None,
 ) -> SmimeResult:
     certs = _unique([*recipients, *options.extra_recipients])
     if not certs:
@@ -538,6 +658,8 @@ def _encrypt(
     b64 = _Base64Out(dst)
     b64.write(frame.prefix)
     for chunk in _segment_chunks(src, plaintext):
+        if abort is not None and abort.is_set():
+            raise SmimeError("encryption abandoned: the caller stopped waiting")
         b64.write(encryptor.update(chunk))
     if encryptor.octets != plaintext_length:
         # The DER lengths written up front would be wrong (the source changed under us).
@@ -554,5 +676,7 @@ def _encrypt(
         signed=options.signer is not None,
         headers_protected=options.protect_headers,
         smime_type=smime_type,
+        signer=options.signer.certificate if options.signer is not None else None,
+        extra_recipients=tuple(c for c in options.extra_recipients if c in certs),
     )
 

@@ -130,6 +130,13 @@ def run_show(args: argparse.Namespace) -> int:
             cert = entry["certificate"]
             print(f"  cert       {cert['subject']} / {cert['issuer']} serial {cert['serial']} ({cert['source']})")
             print(f"  sha256     {cert['sha256']}   cipher {entry.get('cipher') or '-'}")
+        if entry.get("smime"):
+            sm = entry["smime"]
+            signed = f"signed {sm['digest']}" if sm.get("signed") else "not signed"
+            print(f"  s/mime     {sm['recipient_infos']} recipient infos, {signed}, headers "
+                  f"{'protected' if sm.get('headers_protected') else 'not protected'}")
+            for org in sm.get("organisation") or []:
+                print(f"  also to    {org['subject']} sha256 {org['sha256']} (organisation)")
         if entry.get("tls"):
             tls = entry["tls"]
             print(f"  tls        {tls['mx']} {tls['version'] or 'NO TLS'} {tls['cipher'] or ''}"

@@ -114,3 +114,34 @@ def test_gpgsm_refuses_a_message_not_encrypted_to_its_key(
 
     assert result.returncode != 0
     assert "Blåbærgrød".encode() not in result.stdout
+
+
+def test_gpgsm_reads_a_shared_cms_for_a_later_recipient_but_exits_2(
+    tmp_path: Path, smime_pki: SmimePki, gpgsm_home: Path
+) -> None:
+    """gpgsm 2.2.40 tries the RecipientInfos in order and logs an error for each one
+    before its own (no secret key; unknown certificate). It still decrypts with its own,
+    writes the whole plaintext and reports DECRYPTION_OKAY, but the logged errors make
+    its exit status 2. Only the first RecipientInfo's owner gets exit status 0, which
+    is why the primary recipient comes first and the organisation last."""
+    original = sample_messages()["attachments"]
+    options = SmimeOptions(extra_recipients=(smime_pki.organisation.cert,))
+    source = tmp_path / "in.eml"
+    source.write_bytes(original)
+    results = {}
+    for order, recipients in {"bob-first": [smime_pki.bob, smime_pki.carol],
+                              "bob-second": [smime_pki.carol, smime_pki.bob]}.items():
+        destination = tmp_path / f"{order}.eml"
+        encrypt_file(source, destination, [r.cert for r in recipients], options)
+        der = tmp_path / f"{order}.der"
+        der.write_bytes(base64.b64decode(_cms_body(destination.read_bytes())))
+        results[order] = _gpgsm(gpgsm_home, "--status-fd", "2", "--decrypt", str(der))
+
+    first, second = results["bob-first"], results["bob-second"]
+    assert first.returncode == 0, first.stderr.decode()
+    assert canonical_entity(first.stdout) == expected_inner(original)
+    # Bob second (after Carol, whose key this GNUPGHOME lacks): the same plaintext, exit 2.
+    assert second.returncode == 2, second.stderr.decode()
+    assert b"[GNUPG:] DECRYPTION_OKAY" in second.stderr
+    assert b"No secret key" in second.stderr or b"failed to find the certificate" in second.stderr
+    assert canonical_entity(second.stdout) == expected_inner(original)
