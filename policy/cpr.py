@@ -77,6 +77,22 @@ def _has_word(window: str, words: tuple[str, ...]) -> bool:
     return bool(words) and _word_pattern(words).search(window) is not None
 
 
+@functools.cache
+def _label_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
+    # The word must be the number's label: "Tlf. 010190-1234", "Fakturanr 0101901234",
+    # "Faktura nr.: ...", "Order #...". Only the rest of the word ("nr", "nummer"),
+    # an optional "nr."/"no." and punctuation or space may stand between them. A
+    # negative word further back ("Sagsnr. 24-113. Borger: Jens Hansen, 010190-1234")
+    # labels something else, and dropping the CPR number there would be a miss.
+    alternatives = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return re.compile(rf"(?<![^\W_])(?:{alternatives})[^\W\d_]*\.?"
+                      rf"(?:\s*(?:nr|no|nummer|number|num|id)\b\.?)?[^\w,;]*\Z")
+
+
+def _labelled_by(window: str, words: tuple[str, ...]) -> bool:
+    return bool(words) and _label_pattern(words).search(window) is not None
+
+
 def find_cprs(text: str, lowered: str, settings: CprSettings) -> list[CprHit]:
     """Every CPR-looking number in `text` whose score reaches the threshold.
 
@@ -114,7 +130,7 @@ def find_cprs(text: str, lowered: str, settings: CprSettings) -> list[CprHit]:
         score = 1 + int(separated) + int(mod11)
         if context:
             score += 2
-        elif identifier or _has_word(window, settings.negative_words):
+        elif identifier or _labelled_by(window, settings.negative_words):
             score -= 3
         if score >= settings.threshold:
             hits.append(CprHit(mask(digits), score, start, mod11, context))

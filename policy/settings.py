@@ -48,7 +48,9 @@ class CprSettings:
     level: Level = Level.CONFIDENTIAL
     # A candidate with a valid date scores 1; +1 with a separator (the way CPR
     # numbers are written), +1 when modulus 11 holds, +2 with a context word
-    # nearby, -3 with a word that says it is another kind of number. Since
+    # nearby, -3 when a negative word labels the number itself ("Tlf. ...",
+    # "Fakturanr ..."; a negative word elsewhere in the window says nothing
+    # about this number). Since
     # 2007 numbers without modulus 11 are issued, so the default threshold
     # (1) keeps every date-valid number that nothing argues against: missing
     # a CPR number is worse than a false alarm.

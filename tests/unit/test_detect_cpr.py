@@ -61,6 +61,23 @@ def test_invoice_order_and_phone_numbers_are_not_cpr() -> None:
     assert found("Kontonr. 0101901234") == []
 
 
+def test_negative_words_that_label_the_number_with_nr_or_punctuation() -> None:
+    assert found("Faktura nr.: 0101901234") == []
+    assert found("Invoice no. 0101901234") == []
+    assert found("Order #0101901234") == []
+    assert found("Tlf. 010190-1234") == []
+    assert found("Fakturanummer: 010190-1234") == []
+
+
+def test_an_unrelated_negative_word_nearby_does_not_hide_a_cpr_number() -> None:
+    # the audit's misses: the negative word labels another number or nothing
+    assert found("Sagsnr. 24-113. Borger: Jens Hansen, 010190-1234") == ["010190-xxxx"]
+    assert found("Tlf. 20304050, Jens Hansen 010190-1234") == ["010190-xxxx"]
+    assert found("Ref.: Jens Hansen (070761-4285)") == ["070761-xxxx"]
+    assert found("Journalnr. 88. Patient 240405-7123") == ["240405-xxxx"]
+    assert found("Faktura vedlagt. Kunde Jens Hansen 0101901234") == ["010190-xxxx"]
+
+
 def test_context_word_beats_a_negative_word() -> None:
     assert found("Faktura til Jens, CPR 0101901234") == ["010190-xxxx"]
 
@@ -116,7 +133,11 @@ def valid_cprs(draw: st.DrawFn) -> str:
 
 _FORMATS = ("{d}-{s}", "{d} {s}", "{d}{s}", "{d}\u2013{s}")
 _SURROUNDINGS = ("{x}", "CPR: {x}", "Personnummer {x}.", "Sagen vedrører ({x}) og bilag",
-                 "{x}\nNæste linje", "Name: Jane Doe, {x}, Aarhus")
+                 "{x}\nNæste linje", "Name: Jane Doe, {x}, Aarhus",
+                 # negative words within the context window that label something else
+                 "Sagsnr. 24-113. Borger: Jens Hansen, {x}", "Tlf. 20304050, Jens Hansen {x}",
+                 "Ref.: Jens Hansen ({x})", "Journalnr. 88. Patient {x}",
+                 "Faktura 2026-117 til Jens Hansen, {x}", "Order shipped. Customer Jane Doe {x}")
 
 
 @settings(max_examples=300, deadline=None)
