@@ -67,7 +67,9 @@ def make_docx(text: str) -> bytes:
     return out.getvalue()
 
 
-def make_xlsx(rows: list[list[str]]) -> bytes:
+def make_xlsx(rows: list[list[str | int]], number_formats: dict[int, str] | None = None) -> bytes:
+    """A one-sheet workbook; `number_formats` maps a column (0-based) to the format its
+    numbers are shown in, as Excel sets it ("000000-0000" keeps a CPR's leading zero)."""
     import openpyxl
 
     book = openpyxl.Workbook()
@@ -75,6 +77,10 @@ def make_xlsx(rows: list[list[str]]) -> bytes:
     assert sheet is not None
     for row in rows:
         sheet.append(row)
+    for column, number_format in (number_formats or {}).items():
+        for (cell,) in sheet.iter_rows(min_col=column + 1, max_col=column + 1):
+            if isinstance(cell.value, int):
+                cell.number_format = number_format
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()

@@ -134,6 +134,12 @@ def _confidential() -> list[Case]:
              "Her er listen til kurset.",
              attachments=(Attachment("deltagere.xlsx", make_xlsx(
                  [["Navn", "CPR"], ["Jens", CPR_PLAIN], ["Mette", CPR_MOD11]])),)),
+        Case("conf-cpr-xlsx-numbers", CONFIDENTIAL, "Udbetalingsliste",
+             "Listen over udbetalinger til godkendelse.",
+             attachments=(Attachment("udbetalinger.xlsx", make_xlsx(
+                 [["Modtager", "Personnr", "Beløb"], ["Jens Hansen", 101901234, 2500],
+                  ["Anne Holm", 707614285, 1800]], number_formats={1: "000000-0000"})),),
+             note="CPR numbers typed into Excel: stored as numbers without the leading 0"),
         Case("conf-cpr-odt", CONFIDENTIAL, "Brev til borger",
              "Udkast vedhæftet.",
              attachments=(Attachment("brev.odt", make_odt(f"Til Jens Hansen, {CPR_MOD11}\nVi har behandlet din ansøgning.")),)),
