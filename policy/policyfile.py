@@ -103,18 +103,34 @@ class Policy:
         of protections (keep only those it names, in the level's order). The
         level's list is taken after all raises, so a rule can never bring in a
         protection the final level does not allow.
+
+        A rule that narrows to protections the level does not allow at all
+        ("smime" only, for public mail) raises the level to the first one that
+        allows them: an administrator who writes "this citizen gets S/MIME
+        only" means encrypted or held, never the public fallback of delivering
+        with opportunistic TLS. The rule name says so.
         """
         level = classification.level
         matched = [rule for rule in self.rules if rule.matches(sender, recipient)]
         for rule in matched:
             if rule.level is not None:
                 level = level.raised_to(rule.level)
-        entry = self.levels[level]
-        protections = entry.protections
-        for rule in matched:
-            if rule.protections is not None:
-                protections = tuple(p for p in protections if p in rule.protections)
+        asked = level
+        while True:
+            entry = self.levels[level]
+            protections = entry.protections
+            for rule in matched:
+                if rule.protections is not None:
+                    protections = tuple(p for p in protections if p in rule.protections)
+            higher = [lv for lv in Level if lv.rank == level.rank + 1]
+            if protections or not higher:
+                break
+            level = higher[0]
         name = f"level:{level}" + "".join(f"+rule:{rule.name}" for rule in matched)
+        if level is not asked:
+            narrowing = ", ".join(r.name for r in matched if r.protections is not None)
+            name += (f" (raised from {asked}: {narrowing} allows none of {asked}'s "
+                     f"protections)")
         return RuleChoice(level, protections, entry.fallback, name)
 
 
