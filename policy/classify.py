@@ -133,20 +133,25 @@ def classify_message(raw: bytes, policy: Policy) -> Classification:
         reading = read_message(raw, policy.limits, policy.unscannable.attached_images)
         return classify_reading(reading, policy)
     except Exception as exc:  # noqa: BLE001 - fail closed on anything the parsers throw
-        reason = f"message: cannot be scanned ({type(exc).__name__})"
-        level = policy.unscannable.level
-        evidence = [Evidence("unscannable", level, 1, (reason,), ("message",))]
-        marks: list[Evidence] = []
-        try:
-            headers = HeaderParser(policy=compat32).parsestr(
-                raw[:1024 * 1024].decode("ascii", "surrogateescape"), headersonly=True)
-            marks = marking_evidence(headers, policy.markings)
-        except Exception:  # noqa: BLE001, S110 - the markings can only raise the level further
-            pass
-        return Classification(
-            level=raised_by(marks + evidence),
-            evidence=tuple(marks + evidence),
-            marking=first_marking(marks),
-            scanned=False,
-            unscannable=(reason,),
-        )
+        return unscanned_message(raw, policy, f"message: cannot be scanned ({type(exc).__name__})")
+
+
+def unscanned_message(raw: bytes, policy: Policy, reason: str) -> Classification:
+    """The classification of a message whose content was not scanned: unscannable, at the
+    policy's unscannable level, raised further by the sender's markings in the headers."""
+    level = policy.unscannable.level
+    evidence = [Evidence("unscannable", level, 1, (reason,), ("message",))]
+    marks: list[Evidence] = []
+    try:
+        headers = HeaderParser(policy=compat32).parsestr(
+            raw[:1024 * 1024].decode("ascii", "surrogateescape"), headersonly=True)
+        marks = marking_evidence(headers, policy.markings)
+    except Exception:  # noqa: BLE001, S110 - the markings can only raise the level further
+        pass
+    return Classification(
+        level=raised_by(marks + evidence),
+        evidence=tuple(marks + evidence),
+        marking=first_marking(marks),
+        scanned=False,
+        unscannable=(reason,),
+    )

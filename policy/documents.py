@@ -142,6 +142,30 @@ class Member:
     reason: str = ""
 
 
+@dataclass
+class Budget:
+    """What is left of one message's expansion budget (ScanLimits.max_expanded)."""
+
+    expanded: int
+
+    def spend(self, size: int) -> None:
+        """Take `size` uncompressed bytes or raise Unreadable: nothing is read past the budget."""
+        if size > self.expanded:
+            self.expanded = 0
+            raise Unreadable("budget spent: archives and documents of this message expand "
+                             "beyond the scan limit")
+        self.expanded -= size
+
+
+def container_size(data: bytes) -> int:
+    """Uncompressed size of a zip container as its directory declares it (0 if unreadable)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return 0
+
+
 def check_zip(archive: zipfile.ZipFile, limits: ScanLimits, compressed_size: int) -> None:
     """Refuse archives that would cost more to open than the limits allow (zip bombs)."""
     infos = archive.infolist()
@@ -160,8 +184,12 @@ def check_zip(archive: zipfile.ZipFile, limits: ScanLimits, compressed_size: int
         raise Unreadable(f"zip bomb suspected: expands {total // max(compressed_size, 1)}x")
 
 
-def zip_members(data: bytes, limits: ScanLimits) -> Iterator[Member]:
-    """The files of a zip archive, each read with a bound on what it may expand to."""
+def zip_members(data: bytes, limits: ScanLimits, budget: Budget | None = None) -> Iterator[Member]:
+    """The files of a zip archive, each read with a bound on what it may expand to.
+
+    With a `budget`, a member that would take more than is left is not read:
+    it and every member after it come back unreadable ("budget spent").
+    """
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
@@ -175,6 +203,12 @@ def zip_members(data: bytes, limits: ScanLimits) -> Iterator[Member]:
                 # the other members are still read: they may raise the level further
                 yield Member(info.filename, None, "encrypted archive member")
                 continue
+            if budget is not None:
+                try:
+                    budget.spend(info.file_size)
+                except Unreadable as exc:
+                    yield Member(info.filename, None, str(exc))
+                    continue
             try:
                 with archive.open(info) as handle:
                     # the header's size may lie: never read more than it promised

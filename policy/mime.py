@@ -21,8 +21,10 @@ from email.utils import collapse_rfc2231_value
 from typing import cast
 
 from policy.documents import (
+    Budget,
     Kind,
     Unreadable,
+    container_size,
     decode_text,
     document_text,
     html_text,
@@ -136,6 +138,23 @@ class _Walker:
         self.limits = limits
         self.attached_images_unscannable = attached_images_unscannable
         self.text_full = False
+        self.budget = Budget(limits.max_expanded)
+
+    def spent(self, where: str) -> bool:
+        """True, with the part recorded unscannable, once the message's scan budget is gone.
+
+        Extracting text nobody will scan would only cost time: a part not read
+        is unscannable, so the policy fails closed on it.
+        """
+        if self.reading.text_size >= self.limits.max_text:
+            self.unscannable(where, f"budget spent: not read, the text limit of "
+                                    f"{self.limits.max_text} characters is reached")
+            return True
+        if self.budget.expanded <= 0:
+            self.unscannable(where, "budget spent: not read, archives and documents of this "
+                                    "message expanded to the scan limit")
+            return True
+        return False
 
     def unscannable(self, where: str, reason: str) -> None:
         # reasons name archive members and quote library errors: mask them like names
@@ -225,6 +244,8 @@ class _Walker:
             here = f"attachment:{label}" if is_attachment else "body"
         else:
             here = f"{where}/{label}" if is_attachment else where
+        if self.spent(here):
+            return
         if filename:
             self.add_text(f"{here} (name)", filename)
         try:
@@ -298,6 +319,8 @@ class _Walker:
                 self.unscannable(where, f"unknown binary content ({ctype})")
             return
         try:
+            if kind in (Kind.DOCX, Kind.XLSX, Kind.PPTX, Kind.ODF):
+                self.budget.spend(container_size(data))
             self.add_text(where, document_text(kind, data, self.limits))
         except Unreadable as exc:
             self.unscannable(where, str(exc))
@@ -307,13 +330,15 @@ class _Walker:
             self.unscannable(where, f"archive nested deeper than {self.limits.max_depth} levels")
             return
         try:
-            for member in zip_members(data, self.limits):
+            for member in zip_members(data, self.limits, self.budget):
                 inner = f"{where}/{safe_name(member.name)}"
                 if not self.count_part(inner):
                     return
                 self.add_text(f"{inner} (name)", member.name)
                 if member.data is None:
                     self.unscannable(inner, member.reason)
+                    continue
+                if self.spent(inner):
                     continue
                 self.content(member.data, "application/octet-stream", member.name, None, inner,
                              depth + 1, inline=False)

@@ -271,16 +271,23 @@ def _unscannable(src: TomlSource, problems: list[Problem]) -> UnscannableSetting
     return UnscannableSettings(level, images)
 
 
-_SIZE_LIMITS = {"max_archive_total", "max_text"}
+_SIZE_LIMITS = {"max_archive_total", "max_text", "max_expanded"}
 
 
 def _limits(src: TomlSource, problems: list[Problem]) -> ScanLimits:
     table = _table(src, "scan", src.data.get("scan"), problems)
     known = {f.name for f in fields(ScanLimits)}
     _unknown_keys(src, "scan", table, known, problems)
-    values: dict[str, int] = {}
+    values: dict[str, Any] = {}
     for name in sorted(known & set(table)):
         key = f"scan.{name}"
+        if name == "max_seconds":
+            seconds = table[name]
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
+                problems.append(src.problem(key, "must be a positive number of seconds"))
+            else:
+                values[name] = float(seconds)
+            continue
         if name in _SIZE_LIMITS:
             try:
                 values[name] = parse_size(table[name])

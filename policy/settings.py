@@ -40,6 +40,13 @@ class ScanLimits:
     max_expansion_ratio: int = 250
     max_text: int = 96 * 1024**2  # characters of extracted text scanned per message
     max_document_pages: int = 2000  # PDF pages / slides / sheets rows in thousands
+    # uncompressed bytes of archive members and document containers per message,
+    # all archives together: per-archive limits alone let nested or repeated
+    # archives multiply the work
+    max_expanded: int = 512 * 1024**2
+    # wall-clock bound the gateway puts on classifying one message; past it the
+    # message counts as unscannable (the classifier itself is given no clock)
+    max_seconds: float = 120.0
 
 
 @dataclass(frozen=True)
