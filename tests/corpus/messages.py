@@ -12,6 +12,7 @@ from functools import cache
 from tests.corpus.build import (
     Attachment,
     Case,
+    make_aes_zip,
     make_docx,
     make_odt,
     make_pdf,
@@ -19,6 +20,7 @@ from tests.corpus.build import (
     make_rtf,
     make_xlsx,
     make_zip,
+    make_zipcrypto_zip,
 )
 
 PUBLIC, CONFIDENTIAL, SENSITIVE = "public", "confidential", "sensitive"
@@ -189,7 +191,18 @@ def _confidential() -> list[Case]:
         Case("conf-encrypted-zip", CONFIDENTIAL, "Dokumenter",
              "Koden sendes separat på sms.",
              attachments=(Attachment("dokumenter.zip", make_zip({"sag.txt": b"hemmeligt"}, encrypted=True)),),
-             note="unscannable: encrypted archive"),
+             note="unscannable: flag bit only (a damaged or odd archive that claims encryption)"),
+        Case("conf-zipcrypto-zip", CONFIDENTIAL, "Lønsedler",
+             "Lønsedlerne ligger i den krypterede zip-fil; adgangskoden sender jeg på SMS.",
+             attachments=(Attachment("loensedler.zip", make_zipcrypto_zip(
+                 {"loenseddel-marts.txt": b"Udbetalt: 32.150 kr.", "noter.txt": b"se vedlagte"},
+                 "Forår2026".encode())),),
+             note="unscannable: ZipCrypto-encrypted members (zip -e, Windows Explorer)"),
+        Case("conf-aes-zip", CONFIDENTIAL, "Journal",
+             "Journalen er vedhæftet som AES-krypteret arkiv.",
+             attachments=(Attachment("journal.zip", make_aes_zip(
+                 {"journal.txt": b"Notat fra samtalen"}, "Forår2026".encode())),),
+             note="unscannable: AES-256 encrypted members (7-Zip, WinZip)"),
         Case("conf-encrypted-pdf", CONFIDENTIAL, "Årsopgørelse",
              "Den krypterede fil er vedhæftet.",
              attachments=(Attachment("dokument.pdf", make_pdf("Årsopgørelse", password="1234")),),
