@@ -59,12 +59,16 @@ def _scan_pieces(pieces: list[TextPiece], policy: Policy) -> list[Evidence]:
     for piece in pieces:
         data = latin1(piece.text)
         folded = fold(data)
+        runs = digit_runs(data) if numeric else b""
+        # the reg.+konto words ride along the lexicon's pass where digits are
+        scanner = policy.lexicon_with_account_words if runs and settings.bank_account.enabled \
+            else lexicon
+        counts, account_words = scanner.scan_folded(folded)
         # Each numeric detector runs once over the whole piece, searching for
         # a literal prefix in C (prefilter.digit_runs): per-window slices,
         # lower-casing and regex starts at every digit made digit-dense text
         # (invoices, logs) slow. Every numeric identifier holds a run of >= 4
         # digits; without one digit_runs is empty and the detectors cannot fire.
-        runs = digit_runs(data) if numeric else b""
         if runs:
             text = piece.text
             if settings.cpr.enabled:
@@ -83,11 +87,11 @@ def _scan_pieces(pieces: list[TextPiece], policy: Policy) -> list[Evidence]:
                     tally("financial.card", settings.card.level).add(
                         (h.masked for h in cards), piece.where, len(cards))
             if settings.bank_account.enabled:
-                accounts = find_bank_accounts(text, folded, runs)
+                accounts = find_bank_accounts(text, account_words, runs)
                 if accounts:
                     tally("financial.bank_account", settings.bank_account.level).add(
                         (h.masked for h in accounts), piece.where, len(accounts))
-        for key, n in lexicon.count_folded(folded).items():
+        for key, n in counts.items():
             lexicon_counts[key] = lexicon_counts.get(key, 0) + n
             places = lexicon_where.setdefault(key[0], [])
             if piece.where not in places and len(places) < MAX_WHERE:

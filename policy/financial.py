@@ -24,9 +24,9 @@ _IBAN = re.compile(r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\
 _IBAN_START = re.compile(rb"AA00")
 _RUN_CARD = re.compile(rb"S000(?:-S|0)000(?:-S|0)000(?:-S|0)0{0,6}")
 # where a reg.+konto pattern can start, found in the folded text (prefilter.fold)
-# with str.find, which runs in C at memory speed: a regex alternation would be
-# tried at every r, s, k and a of the text
-_ACCOUNT_WORDS = ("reg", "sort", "konto", "account")
+# by the lexicon's automaton in its pass (classify), or else with str.find: a
+# regex alternation would be tried at every r, s, k and a of the text
+ACCOUNT_WORDS = ("reg", "sort", "konto", "account")
 _ACCOUNT_SPAN = 200  # characters a reg.+konto match may take
 # "reg.nr. 1234 kontonr. 0012345678", "reg. 1234 konto 12345678", "1234-0012345678"
 # after "konto"/"account": the context word is required, a bare pair of digit
@@ -118,21 +118,23 @@ def find_cards(text: str, runs: bytes | None = None) -> list[FinancialHit]:
     return hits
 
 
-def find_bank_accounts(text: str, folded: str | None = None, runs: bytes | None = None,
+def find_bank_accounts(text: str, words: list[int] | None = None, runs: bytes | None = None,
                        ) -> list[FinancialHit]:
-    """Reg.+konto numbers; `folded` is `prefilter.fold(text)`, `runs` its
-    `prefilter.digit_runs`, when the caller has them."""
+    """Reg.+konto numbers. `words` are the positions in `prefilter.fold(text)` where
+    an ACCOUNT_WORDS word starts, `runs` is `prefilter.digit_runs`, when the caller
+    has them."""
     hits: list[FinancialHit] = []
     position = 0
-    folded = fold(text) if folded is None else folded
     runs = digit_runs(latin1(text)) if runs is None else runs
-    starts: list[int] = []
-    for word in _ACCOUNT_WORDS:
-        index = folded.find(word)
-        while index != -1:
-            starts.append(index - 1)  # fold() puts a space before the text
-            index = folded.find(word, index + len(word))
-    for start in sorted(starts):
+    if words is None:
+        folded = fold(text)
+        words = []
+        for word in ACCOUNT_WORDS:
+            index = folded.find(word)
+            while index != -1:
+                words.append(index)
+                index = folded.find(word, index + len(word))
+    for start in sorted(index - 1 for index in words):  # fold() puts a space before the text
         if start < position or runs.find(b"S000", start, start + _ACCOUNT_SPAN) == -1:
             continue  # the reg. number is four digits after the word
         match = _REG_KONTO.match(text[start:start + _ACCOUNT_SPAN].lower())

@@ -13,6 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from policy.financial import ACCOUNT_WORDS
 from policy.lexicon import BUILTIN_CATEGORIES, LexiconScanner, builtin_categories
 from policy.model import Classification, Fallback, Level, Protection
 from policy.settings import (
@@ -95,6 +96,11 @@ class Policy:
     def lexicon(self) -> LexiconScanner:
         """Built once per policy: reloading the policy builds a new one."""
         return LexiconScanner(self.detectors.lexicon)
+
+    @cached_property
+    def lexicon_with_account_words(self) -> LexiconScanner:
+        """The same lexicon, also reporting where reg.+konto words stand (text with digits)."""
+        return LexiconScanner(self.detectors.lexicon, ACCOUNT_WORDS)
 
     def choice_for(self, classification: Classification, sender: str, recipient: str) -> RuleChoice:
         """The level and the protections for one recipient after the rules.

@@ -104,3 +104,27 @@ def test_unicode_dashes_and_groups_are_found_through_the_runs() -> None:
 def test_digit_runs_mark_where_each_run_starts() -> None:
     assert digit_runs(latin1("ab 1234 56789-0123")) == b"xx-S000-S0000-S000"
     assert digit_runs(latin1("12 34 56")) == b""  # no run of four digits
+
+
+_WORDY = st.sampled_from(["reg.nr. ", "konto ", "lønkonto: ", "kontonr ", "account no ", "sort code ",
+                          "1551", "-", " ", "3253200123", "12345678", "regards ", "Reg. ", "x"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_WORDY, max_size=12).map("".join))
+def test_account_words_from_the_lexicon_pass_find_what_str_find_finds(text: str) -> None:
+    from policy.policyfile import Policy
+    from policy.prefilter import fold
+
+    _counts, words = Policy.builtin().lexicon_with_account_words.scan_folded(fold(text))
+    assert find_bank_accounts(text, words) == find_bank_accounts(text)
+
+
+def test_a_bank_account_in_a_message_is_found_through_the_lexicon_pass() -> None:
+    from policy.classify import classify_message
+    from policy.policyfile import Policy
+
+    raw = ("From: a@k.dk\r\nTo: b@x.dk\r\nSubject: Udbetaling\r\n\r\n"
+           "Beløbet går til din lønkonto: 1551-3253200123 i morgen.\r\n").encode()
+    evidence = {e.detector: e for e in classify_message(raw, Policy.builtin()).evidence}
+    assert evidence["financial.bank_account"].samples == ("reg. 1551 konto xxxxxxxxxx",)
