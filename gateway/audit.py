@@ -49,6 +49,7 @@ from gateway.events import (
 )
 from policy.financial import mask_financial
 from policy.model import Level, Protection
+from policy.redact import mask_numbers
 
 GENESIS = "0" * 64
 INCIDENT_DEADLINE = 72 * 3600.0  # GDPR art. 33(1): notify within 72 hours of becoming aware
@@ -132,8 +133,12 @@ def to_plain(value: Any) -> Any:
 
 
 def _masked_classification(data: dict[str, Any]) -> dict[str, Any]:
+    # where and the unscannable reasons name attachments: a file called after an
+    # IBAN or a card number must not put it in the log (policy.redact)
     for evidence in data.get("evidence", []):
-        evidence["samples"] = [mask_identifiers(s) for s in evidence.get("samples", [])]
+        evidence["samples"] = [mask_numbers(mask_identifiers(s)) for s in evidence.get("samples", [])]
+        evidence["where"] = [mask_numbers(w) for w in evidence.get("where", [])]
+    data["unscannable"] = [mask_numbers(r) for r in data.get("unscannable", [])]
     return data
 
 

@@ -21,7 +21,7 @@ from gateway import eventlog
 from gateway.config import Config
 from gateway.facts import FactGatherer, GatheredFacts
 from gateway.spool import Envelope, Kind
-from policy.classify import classify_message
+from policy.classify import classify_message, unscanned_message
 from policy.decide import decide_recipient
 from policy.model import (
     Action,
@@ -141,8 +141,20 @@ class Pipeline:
             return _PUBLIC  # made by the gateway itself, about the sender's own message
         # CPU-bound (attachment text extraction): off the event loop. classify_message
         # never raises; what it cannot read is recorded as unscannable with the reason.
-        return await asyncio.get_running_loop().run_in_executor(
-            None, classify_message, data, self.policy.current)
+        policy = self.policy.current
+        timeout = policy.limits.max_seconds
+        try:
+            return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(
+                None, classify_message, data, policy), timeout)
+        except TimeoutError:
+            # Fail closed at once rather than defer: a retry would spend the same
+            # time on the same bytes again. Unscannable content counts as the
+            # policy's unscannable level (confidential by default), so the message
+            # leaves encrypted or is held, never weaker. The worker thread cannot
+            # be stopped; it finishes on its own, its result unused.
+            eventlog.warning("classify-timeout", id=envelope.id, seconds=timeout)
+            return unscanned_message(data, policy, f"message: budget spent: not classified "
+                                                   f"within {timeout:g} s")
 
     # -- decide ------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from policy.markings import first_marking, marking_evidence, raised_by
 from policy.mime import Reading, TextPiece, read_message
 from policy.model import Classification, Evidence, Level
 from policy.policyfile import Policy
-from policy.prefilter import digit_windows, fold, latin1
+from policy.prefilter import capitals, digit_runs, fold, latin1
 
 MAX_SAMPLES = 5
 MAX_WHERE = 10
@@ -67,36 +67,42 @@ def _scan_pieces(pieces: list[TextPiece], policy: Policy) -> list[Evidence]:
 
     numeric = settings.cpr.enabled or settings.iban.enabled or settings.card.enabled \
         or settings.bank_account.enabled
-    # every numeric identifier holds a run of >= 4 digits; the pad covers the
-    # longest pattern and the CPR context window before it
-    pad = max(80, settings.cpr.context_window + 40)
     for piece in pieces:
         data = latin1(piece.text)
-        windows = digit_windows(data, 4, pad) if numeric else []
-        for start, stop in windows:
-            text = piece.text[start:stop]
-            lowered = text.lower()
+        folded = fold(data)
+        runs = digit_runs(data) if numeric else b""
+        # the reg.+konto words ride along the lexicon's pass where digits are
+        scanner = policy.lexicon_with_account_words if runs and settings.bank_account.enabled \
+            else lexicon
+        counts, account_words = scanner.scan_folded(folded)
+        # Each numeric detector runs once over the whole piece, searching for
+        # a literal prefix in C (prefilter.digit_runs): per-window slices,
+        # lower-casing and regex starts at every digit made digit-dense text
+        # (invoices, logs) slow. Every numeric identifier holds a run of >= 4
+        # digits; without one digit_runs is empty and the detectors cannot fire.
+        if runs:
+            text = piece.text
             if settings.cpr.enabled:
-                hits = find_cprs(text, lowered, settings.cpr)
+                hits = find_cprs(text, settings.cpr, runs)
                 if hits:
                     tally("cpr", settings.cpr.level).add((h.masked for h in hits), piece.where,
                                                          len(hits), (_cpr_digits(text, h.start) for h in hits))
             if settings.iban.enabled:
-                ibans = find_ibans(text)
+                ibans = find_ibans(text, capitals(data))
                 if ibans:
                     tally("financial.iban", settings.iban.level).add(
                         (h.masked for h in ibans), piece.where, len(ibans))
             if settings.card.enabled:
-                cards = find_cards(text)
+                cards = find_cards(text, runs)
                 if cards:
                     tally("financial.card", settings.card.level).add(
                         (h.masked for h in cards), piece.where, len(cards))
             if settings.bank_account.enabled:
-                accounts = find_bank_accounts(lowered)
+                accounts = find_bank_accounts(text, account_words, runs)
                 if accounts:
                     tally("financial.bank_account", settings.bank_account.level).add(
                         (h.masked for h in accounts), piece.where, len(accounts))
-        for key, n in lexicon.count_folded(fold(data)).items():
+        for key, n in counts.items():
             lexicon_counts[key] = lexicon_counts.get(key, 0) + n
             places = lexicon_where.setdefault(key[0], [])
             if piece.where not in places and len(places) < MAX_WHERE:
@@ -142,20 +148,25 @@ def classify_message(raw: bytes, policy: Policy) -> Classification:
         reading = read_message(raw, policy.limits, policy.unscannable.attached_images)
         return classify_reading(reading, policy)
     except Exception as exc:  # noqa: BLE001 - fail closed on anything the parsers throw
-        reason = f"message: cannot be scanned ({type(exc).__name__})"
-        level = policy.unscannable.level
-        evidence = [Evidence("unscannable", level, 1, (reason,), ("message",))]
-        marks: list[Evidence] = []
-        try:
-            headers = HeaderParser(policy=compat32).parsestr(
-                raw[:1024 * 1024].decode("ascii", "surrogateescape"), headersonly=True)
-            marks = marking_evidence(headers, policy.markings)
-        except Exception:  # noqa: BLE001, S110 - the markings can only raise the level further
-            pass
-        return Classification(
-            level=raised_by(marks + evidence),
-            evidence=tuple(marks + evidence),
-            marking=first_marking(marks),
-            scanned=False,
-            unscannable=(reason,),
-        )
+        return unscanned_message(raw, policy, f"message: cannot be scanned ({type(exc).__name__})")
+
+
+def unscanned_message(raw: bytes, policy: Policy, reason: str) -> Classification:
+    """The classification of a message whose content was not scanned: unscannable, at the
+    policy's unscannable level, raised further by the sender's markings in the headers."""
+    level = policy.unscannable.level
+    evidence = [Evidence("unscannable", level, 1, (reason,), ("message",))]
+    marks: list[Evidence] = []
+    try:
+        headers = HeaderParser(policy=compat32).parsestr(
+            raw[:1024 * 1024].decode("ascii", "surrogateescape"), headersonly=True)
+        marks = marking_evidence(headers, policy.markings)
+    except Exception:  # noqa: BLE001, S110 - the markings can only raise the level further
+        pass
+    return Classification(
+        level=raised_by(marks + evidence),
+        evidence=tuple(marks + evidence),
+        marking=first_marking(marks),
+        scanned=False,
+        unscannable=(reason,),
+    )

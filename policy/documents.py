@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import io
+import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -141,6 +142,30 @@ class Member:
     reason: str = ""
 
 
+@dataclass
+class Budget:
+    """What is left of one message's expansion budget (ScanLimits.max_expanded)."""
+
+    expanded: int
+
+    def spend(self, size: int) -> None:
+        """Take `size` uncompressed bytes or raise Unreadable: nothing is read past the budget."""
+        if size > self.expanded:
+            self.expanded = 0
+            raise Unreadable("budget spent: archives and documents of this message expand "
+                             "beyond the scan limit")
+        self.expanded -= size
+
+
+def container_size(data: bytes) -> int:
+    """Uncompressed size of a zip container as its directory declares it (0 if unreadable)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return 0
+
+
 def check_zip(archive: zipfile.ZipFile, limits: ScanLimits, compressed_size: int) -> None:
     """Refuse archives that would cost more to open than the limits allow (zip bombs)."""
     infos = archive.infolist()
@@ -159,8 +184,12 @@ def check_zip(archive: zipfile.ZipFile, limits: ScanLimits, compressed_size: int
         raise Unreadable(f"zip bomb suspected: expands {total // max(compressed_size, 1)}x")
 
 
-def zip_members(data: bytes, limits: ScanLimits) -> Iterator[Member]:
-    """The files of a zip archive, each read with a bound on what it may expand to."""
+def zip_members(data: bytes, limits: ScanLimits, budget: Budget | None = None) -> Iterator[Member]:
+    """The files of a zip archive, each read with a bound on what it may expand to.
+
+    With a `budget`, a member that would take more than is left is not read:
+    it and every member after it come back unreadable ("budget spent").
+    """
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
@@ -174,6 +203,12 @@ def zip_members(data: bytes, limits: ScanLimits) -> Iterator[Member]:
                 # the other members are still read: they may raise the level further
                 yield Member(info.filename, None, "encrypted archive member")
                 continue
+            if budget is not None:
+                try:
+                    budget.spend(info.file_size)
+                except Unreadable as exc:
+                    yield Member(info.filename, None, str(exc))
+                    continue
             try:
                 with archive.open(info) as handle:
                     # the header's size may lie: never read more than it promised
@@ -238,7 +273,70 @@ def docx_text(data: bytes, limits: ScanLimits) -> str:
     return "\n".join(parts)
 
 
+_FORMAT_BRACKETS = re.compile(r"\[[^\]]*\]")  # [Red], [<=9999999], [$-406]
+_FORMAT_LITERALS = re.compile(r'"([^"]*)"|\\(.)')  # "-" and \- are literal text
+_FORMAT_CODES = set("yYmMdDhHsSeE%@?,*_")  # dates, times, exponents, text: not a digit mask
+
+
+def integer_as_displayed(value: int, number_format: str | None) -> str | None:
+    """An integer as Excel shows it under a digit-mask format ("0000000000", "000000-0000").
+
+    Excel stores the CPR number 0101901234 as the number 101901234 and shows the
+    leading zero only through the cell's format; str() would give nine digits
+    and the number would be missed. None when the format is no plain digit mask.
+    """
+    if not number_format or number_format.lower() == "general":
+        return None
+    section = _FORMAT_BRACKETS.sub("", number_format.split(";", 1)[0])
+    parts: list[tuple[bool, str]] = []  # (is a digit placeholder, literal text)
+    position = 0
+    for match in _FORMAT_LITERALS.finditer(section):
+        parts.extend((ch in "0#", ch) for ch in section[position:match.start()])
+        parts.append((False, match.group(1) if match.group(1) is not None else match.group(2)))
+        position = match.end()
+    parts.extend((ch in "0#", ch) for ch in section[position:])
+    placeholders = [ch for is_digit, ch in parts if is_digit]
+    if not placeholders or any(ch in _FORMAT_CODES or ch == "." for is_digit, ch in parts
+                               if not is_digit and len(ch) == 1):
+        return None
+    digits = str(abs(value)).zfill(placeholders.count("0"))
+    out: list[str] = []
+    remaining = len(placeholders)
+    for is_digit, ch in reversed(parts):
+        if not is_digit:
+            out.append(ch)
+            continue
+        remaining -= 1
+        if remaining == 0:  # the leftmost placeholder takes every digit still left
+            out.append(digits)
+            digits = ""
+        else:
+            out.append(digits[-1:])
+            digits = digits[:-1]
+    return ("-" if value < 0 else "") + "".join(reversed(out))
+
+
+def _cell_text(value: object, number_format: str | None, cpr_column: bool) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        shown = integer_as_displayed(value, number_format)
+        if shown is not None:
+            return shown
+        if cpr_column and 100_000_000 <= value <= 999_999_999:
+            # a CPR column in the General format: Excel dropped the leading zero
+            return f"{value:010d}"
+    return str(value)
+
+
+_CPR_HEADER = re.compile(r"cpr|person\s*n|fødselsn|social security", re.IGNORECASE)
+
+
 def xlsx_text(data: bytes, limits: ScanLimits) -> str:
+    """The sheets' text, each cell after its column header when the first row is one.
+
+    "Varenr: 1012881234; Pris: 1995" keeps a header's meaning next to each
+    value, as the reader of the sheet sees it: the CPR detector's context and
+    negative words label the number the way they would in a sentence.
+    """
     import openpyxl
 
     _guard_container(data, limits)
@@ -248,8 +346,25 @@ def xlsx_text(data: bytes, limits: ScanLimits) -> str:
     try:
         for sheet in book.worksheets:
             parts.append(str(sheet.title))
-            for row in sheet.iter_rows(values_only=True):
-                line = " ".join(str(v) for v in row if v is not None)
+            header: list[str] | None = None
+            for row in sheet.iter_rows():
+                cells = [(c.value, getattr(c, "number_format", None)) for c in row]
+                if header is None and any(v is not None for v, _f in cells):
+                    if all(isinstance(v, str) or v is None for v, _f in cells):
+                        header = [str(v).strip() if v is not None else "" for v, _f in cells]
+                        line = " ".join(h for h in header if h)
+                    else:
+                        header = []
+                        line = " ".join(_cell_text(v, f, False) for v, f in cells if v is not None)
+                else:
+                    fields: list[str] = []
+                    for index, (value, number_format) in enumerate(cells):
+                        if value is None:
+                            continue
+                        name = header[index] if header and index < len(header) else ""
+                        text = _cell_text(value, number_format, bool(_CPR_HEADER.search(name)))
+                        fields.append(f"{name}: {text}" if name else text)
+                    line = "; ".join(fields)
                 budget -= len(line) + 1
                 if budget < 0:
                     raise Unreadable("spreadsheet text exceeds the scan limit")

@@ -9,13 +9,25 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from policy.prefilter import capitals, digit_runs, fold, latin1
+
 # ISO 13616 lengths for the countries a Danish organisation meets most; others
 # are accepted within the standard's 15-34 range when mod-97 holds.
 _IBAN_LENGTHS = {"DK": 18, "FO": 18, "GL": 18, "NO": 15, "SE": 24, "FI": 18, "DE": 22,
                  "GB": 22, "NL": 18, "FR": 27, "ES": 24, "IT": 27, "PL": 28, "BE": 16,
                  "CH": 21, "AT": 20, "IE": 22, "IS": 26, "LT": 20, "LV": 21, "EE": 20}
 _IBAN = re.compile(r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
-_CARD = re.compile(r"[0-9]{4}[ -]?[0-9]{4}[ -]?[0-9]{4}[ -]?[0-9]{1,7}")
+# Candidates are searched for a literal prefix the regex engine finds in C:
+# "AA00" in the text's capitals (prefilter.capitals) where an IBAN may start;
+# for cards r"[0-9]{4}[ -]?[0-9]{4}[ -]?[0-9]{4}[ -]?[0-9]{1,7}" at the start
+# of a run of digits (prefilter.digit_runs, where "-" is a space or a "-").
+_IBAN_START = re.compile(rb"AA00")
+_RUN_CARD = re.compile(rb"S000(?:-S|0)000(?:-S|0)000(?:-S|0)0{0,6}")
+# where a reg.+konto pattern can start, found in the folded text (prefilter.fold)
+# by the lexicon's automaton in its pass (classify), or else with str.find: a
+# regex alternation would be tried at every r, s, k and a of the text
+ACCOUNT_WORDS = ("reg", "sort", "konto", "account")
+_ACCOUNT_SPAN = 200  # characters a reg.+konto match may take
 # "reg.nr. 1234 kontonr. 0012345678", "reg. 1234 konto 12345678", "1234-0012345678"
 # after "konto"/"account": the context word is required, a bare pair of digit
 # groups is too often something else.
@@ -70,9 +82,18 @@ def _card_brand_prefix(digits: str) -> bool:
     return digits[0] == "6"
 
 
-def find_ibans(text: str) -> list[FinancialHit]:
+def find_ibans(text: str, letters: bytes | None = None) -> list[FinancialHit]:
+    """IBANs with a valid mod-97; `letters` is `prefilter.capitals(latin1(text))` if known."""
     hits: list[FinancialHit] = []
-    for match in _IBAN.finditer(text):
+    data = capitals(latin1(text)) if letters is None else letters
+    search = _IBAN_START.search
+    position = 0
+    while (start := search(data, position)) is not None:
+        match = _IBAN.match(text, start.start())
+        if match is None:
+            position = start.start() + 1
+            continue
+        position = match.end()
         raw = match.group()
         if match.start() and text[match.start() - 1].isalnum():
             continue
@@ -83,24 +104,46 @@ def find_ibans(text: str) -> list[FinancialHit]:
     return hits
 
 
-def find_cards(text: str) -> list[FinancialHit]:
+def find_cards(text: str, runs: bytes | None = None) -> list[FinancialHit]:
+    """Card numbers with Luhn and a card prefix; `runs` is `prefilter.digit_runs` if known."""
     hits: list[FinancialHit] = []
     size = len(text)
-    for match in _CARD.finditer(text):
+    data = digit_runs(latin1(text)) if runs is None else runs
+    for match in _RUN_CARD.finditer(data):
         start, end = match.span()
+        digits = text[start:end].replace(" ", "").replace("-", "")
         if (start and text[start - 1].isdigit()) or (end < size and text[end].isdigit()):
             continue
-        digits = re.sub(r"[ -]", "", match.group())
         if 13 <= len(digits) <= 19 and _card_brand_prefix(digits) and luhn_valid(digits):
             hits.append(FinancialHit("card", f"xxxx-xxxx-xxxx-{digits[-4:]}", start, end))
     return hits
 
 
-def find_bank_accounts(lowered: str) -> list[FinancialHit]:
+def find_bank_accounts(text: str, words: list[int] | None = None, runs: bytes | None = None,
+                       ) -> list[FinancialHit]:
+    """Reg.+konto numbers. `words` are the positions in `prefilter.fold(text)` where
+    an ACCOUNT_WORDS word starts, `runs` is `prefilter.digit_runs`, when the caller
+    has them."""
     hits: list[FinancialHit] = []
-    for match in _REG_KONTO.finditer(lowered):
+    position = 0
+    runs = digit_runs(latin1(text)) if runs is None else runs
+    if words is None:
+        folded = fold(text)
+        words = []
+        for word in ACCOUNT_WORDS:
+            index = folded.find(word)
+            while index != -1:
+                words.append(index)
+                index = folded.find(word, index + len(word))
+    for start in sorted(index - 1 for index in words):  # fold() puts a space before the text
+        if start < position or runs.find(b"S000", start, start + _ACCOUNT_SPAN) == -1:
+            continue  # the reg. number is four digits after the word
+        match = _REG_KONTO.match(text[start:start + _ACCOUNT_SPAN].lower())
+        if match is None:
+            continue
+        position = start + match.end()
         reg = match.group(1) or match.group(3)
-        hits.append(FinancialHit("bank_account", f"reg. {reg} konto xxxxxxxxxx", match.start()))
+        hits.append(FinancialHit("bank_account", f"reg. {reg} konto xxxxxxxxxx", start))
     return hits
 
 

@@ -191,10 +191,13 @@ class LexiconScanner:
     the rest checked where that word occurs.
     """
 
-    def __init__(self, categories: Iterable[LexiconCategory]) -> None:
+    def __init__(self, categories: Iterable[LexiconCategory], markers: Iterable[str] = ()) -> None:
         self.categories = tuple(c for c in categories if c.enabled)
-        # key -> entries (category index, term as written, rest of a phrase or None)
+        # key -> entries (category index, term as written, rest of a phrase or None);
+        # index -1: a marker, whose positions `scan_folded` reports (anywhere in a word)
         table: dict[str, list[tuple[int, str, re.Pattern[str] | None]]] = {}
+        for marker in markers:
+            table.setdefault(marker, []).append((-1, marker, None))
         for index, category in enumerate(self.categories):
             for term in category.terms:
                 stem = term.endswith("*")
@@ -221,14 +224,26 @@ class LexiconScanner:
         Counts from several parts of a message are added up and then judged
         together by `evaluate`.
         """
+        return self.scan_folded(folded)[0]
+
+    def scan_folded(self, folded: str) -> tuple[dict[tuple[int, str], int], list[int]]:
+        """`count_folded`, and where in `folded` each marker starts, in the same pass.
+
+        The markers ride along the automaton's one walk over the text, so a
+        detector that needs words anywhere in the text (reg.+konto) gets them
+        without a scan of its own.
+        """
         counts: dict[tuple[int, str], int] = {}
+        starts: list[int] = []
         if self._empty:
-            return counts
+            return counts, starts
         for end, entries in self._automaton.iter(folded):
             for index, term, rest in entries:
-                if rest is None or rest.match(folded, end + 1):
+                if index < 0:
+                    starts.append(end - len(term) + 1)
+                elif rest is None or rest.match(folded, end + 1):
                     counts[(index, term)] = counts.get((index, term), 0) + 1
-        return counts
+        return counts, starts
 
     def count(self, text: str) -> dict[tuple[int, str], int]:
         return self.count_folded(fold(text))

@@ -21,18 +21,19 @@ from email.utils import collapse_rfc2231_value
 from typing import cast
 
 from policy.documents import (
+    Budget,
     Kind,
     Unreadable,
+    container_size,
     decode_text,
     document_text,
     html_text,
     sniff,
     zip_members,
 )
+from policy.redact import mask_numbers
 from policy.settings import ScanLimits
 
-# A CPR number in a file name must not reach the audit log through "where".
-_CPR_LIKE = re.compile(r"[0-9]{6}[-\u2013 ]?[0-9]{4}")
 _BASE64_DEFECTS = (
     email.errors.InvalidBase64PaddingDefect,
     email.errors.InvalidBase64CharactersDefect,
@@ -126,7 +127,9 @@ def _split(text: str) -> list[str]:
 
 
 def safe_name(name: str) -> str:
-    return _CPR_LIKE.sub("xxxxxx-xxxx", name.replace("\n", " ").replace("\r", " "))[:200]
+    """A name or reason fit for `where` and the audit: a CPR, IBAN, card or account
+    number in a file name must not reach the log through it (policy.redact)."""
+    return mask_numbers(name.replace("\n", " ").replace("\r", " "))[:200]
 
 
 class _Walker:
@@ -136,6 +139,23 @@ class _Walker:
         self.limits = limits
         self.attached_images_unscannable = attached_images_unscannable
         self.text_full = False
+        self.budget = Budget(limits.max_expanded)
+
+    def spent(self, where: str) -> bool:
+        """True, with the part recorded unscannable, once the message's scan budget is gone.
+
+        Extracting text nobody will scan would only cost time: a part not read
+        is unscannable, so the policy fails closed on it.
+        """
+        if self.reading.text_size >= self.limits.max_text:
+            self.unscannable(where, f"budget spent: not read, the text limit of "
+                                    f"{self.limits.max_text} characters is reached")
+            return True
+        if self.budget.expanded <= 0:
+            self.unscannable(where, "budget spent: not read, archives and documents of this "
+                                    "message expanded to the scan limit")
+            return True
+        return False
 
     def unscannable(self, where: str, reason: str) -> None:
         # reasons name archive members and quote library errors: mask them like names
@@ -225,6 +245,8 @@ class _Walker:
             here = f"attachment:{label}" if is_attachment else "body"
         else:
             here = f"{where}/{label}" if is_attachment else where
+        if self.spent(here):
+            return
         if filename:
             self.add_text(f"{here} (name)", filename)
         try:
@@ -298,6 +320,8 @@ class _Walker:
                 self.unscannable(where, f"unknown binary content ({ctype})")
             return
         try:
+            if kind in (Kind.DOCX, Kind.XLSX, Kind.PPTX, Kind.ODF):
+                self.budget.spend(container_size(data))
             self.add_text(where, document_text(kind, data, self.limits))
         except Unreadable as exc:
             self.unscannable(where, str(exc))
@@ -307,13 +331,15 @@ class _Walker:
             self.unscannable(where, f"archive nested deeper than {self.limits.max_depth} levels")
             return
         try:
-            for member in zip_members(data, self.limits):
+            for member in zip_members(data, self.limits, self.budget):
                 inner = f"{where}/{safe_name(member.name)}"
                 if not self.count_part(inner):
                     return
                 self.add_text(f"{inner} (name)", member.name)
                 if member.data is None:
                     self.unscannable(inner, member.reason)
+                    continue
+                if self.spent(inner):
                     continue
                 self.content(member.data, "application/octet-stream", member.name, None, inner,
                              depth + 1, inline=False)

@@ -13,6 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from policy.financial import ACCOUNT_WORDS
 from policy.lexicon import BUILTIN_CATEGORIES, LexiconScanner, builtin_categories
 from policy.model import Classification, Fallback, Level, Protection
 from policy.settings import (
@@ -96,6 +97,11 @@ class Policy:
         """Built once per policy: reloading the policy builds a new one."""
         return LexiconScanner(self.detectors.lexicon)
 
+    @cached_property
+    def lexicon_with_account_words(self) -> LexiconScanner:
+        """The same lexicon, also reporting where reg.+konto words stand (text with digits)."""
+        return LexiconScanner(self.detectors.lexicon, ACCOUNT_WORDS)
+
     def choice_for(self, classification: Classification, sender: str, recipient: str) -> RuleChoice:
         """The level and the protections for one recipient after the rules.
 
@@ -103,18 +109,34 @@ class Policy:
         of protections (keep only those it names, in the level's order). The
         level's list is taken after all raises, so a rule can never bring in a
         protection the final level does not allow.
+
+        A rule that narrows to protections the level does not allow at all
+        ("smime" only, for public mail) raises the level to the first one that
+        allows them: an administrator who writes "this citizen gets S/MIME
+        only" means encrypted or held, never the public fallback of delivering
+        with opportunistic TLS. The rule name says so.
         """
         level = classification.level
         matched = [rule for rule in self.rules if rule.matches(sender, recipient)]
         for rule in matched:
             if rule.level is not None:
                 level = level.raised_to(rule.level)
-        entry = self.levels[level]
-        protections = entry.protections
-        for rule in matched:
-            if rule.protections is not None:
-                protections = tuple(p for p in protections if p in rule.protections)
+        asked = level
+        while True:
+            entry = self.levels[level]
+            protections = entry.protections
+            for rule in matched:
+                if rule.protections is not None:
+                    protections = tuple(p for p in protections if p in rule.protections)
+            higher = [lv for lv in Level if lv.rank == level.rank + 1]
+            if protections or not higher:
+                break
+            level = higher[0]
         name = f"level:{level}" + "".join(f"+rule:{rule.name}" for rule in matched)
+        if level is not asked:
+            narrowing = ", ".join(r.name for r in matched if r.protections is not None)
+            name += (f" (raised from {asked}: {narrowing} allows none of {asked}'s "
+                     f"protections)")
         return RuleChoice(level, protections, entry.fallback, name)
 
 
@@ -255,16 +277,23 @@ def _unscannable(src: TomlSource, problems: list[Problem]) -> UnscannableSetting
     return UnscannableSettings(level, images)
 
 
-_SIZE_LIMITS = {"max_archive_total", "max_text"}
+_SIZE_LIMITS = {"max_archive_total", "max_text", "max_expanded"}
 
 
 def _limits(src: TomlSource, problems: list[Problem]) -> ScanLimits:
     table = _table(src, "scan", src.data.get("scan"), problems)
     known = {f.name for f in fields(ScanLimits)}
     _unknown_keys(src, "scan", table, known, problems)
-    values: dict[str, int] = {}
+    values: dict[str, Any] = {}
     for name in sorted(known & set(table)):
         key = f"scan.{name}"
+        if name == "max_seconds":
+            seconds = table[name]
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
+                problems.append(src.problem(key, "must be a positive number of seconds"))
+            else:
+                values[name] = float(seconds)
+            continue
         if name in _SIZE_LIMITS:
             try:
                 values[name] = parse_size(table[name])

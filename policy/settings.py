@@ -40,6 +40,13 @@ class ScanLimits:
     max_expansion_ratio: int = 250
     max_text: int = 96 * 1024**2  # characters of extracted text scanned per message
     max_document_pages: int = 2000  # PDF pages / slides / sheets rows in thousands
+    # uncompressed bytes of archive members and document containers per message,
+    # all archives together: per-archive limits alone let nested or repeated
+    # archives multiply the work
+    max_expanded: int = 512 * 1024**2
+    # wall-clock bound the gateway puts on classifying one message; past it the
+    # message counts as unscannable (the classifier itself is given no clock)
+    max_seconds: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -48,7 +55,9 @@ class CprSettings:
     level: Level = Level.CONFIDENTIAL
     # A candidate with a valid date scores 1; +1 with a separator (the way CPR
     # numbers are written), +1 when modulus 11 holds, +2 with a context word
-    # nearby, -3 with a word that says it is another kind of number. Since
+    # nearby, -3 when a negative word labels the number itself ("Tlf. ...",
+    # "Fakturanr ..."; a negative word elsewhere in the window says nothing
+    # about this number). Since
     # 2007 numbers without modulus 11 are issued, so the default threshold
     # (1) keeps every date-valid number that nothing argues against: missing
     # a CPR number is worse than a false alarm.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
         policy_file = cfg.policy.file
     except ConfigError as exc:
         problems.extend(str(p) for p in exc.problems)
+        # an administrator fixing one file wants the other's problems in the same run
+        policy_file = _policy_file_of_invalid_config(Path(path))
     if policy_file:
         try:
             load_policy(Path(policy_file))
@@ -40,3 +43,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"{path}: ok (policy {policy_file}: ok)")
     return 1 if problems else 0
+
+
+def _policy_file_of_invalid_config(path: Path) -> str | None:
+    """The policy file an invalid config names (or the default beside it), if it exists."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        data = {}
+    section = data.get("policy")
+    name = section.get("file") if isinstance(section, dict) else None
+    if not isinstance(name, str) or not name:
+        name = "policy.toml"
+    candidate = Path(name) if Path(name).is_absolute() else path.parent / name
+    return str(candidate) if candidate.is_file() else None

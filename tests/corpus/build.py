@@ -67,7 +67,9 @@ def make_docx(text: str) -> bytes:
     return out.getvalue()
 
 
-def make_xlsx(rows: list[list[str]]) -> bytes:
+def make_xlsx(rows: list[list[str | int]], number_formats: dict[int, str] | None = None) -> bytes:
+    """A one-sheet workbook; `number_formats` maps a column (0-based) to the format its
+    numbers are shown in, as Excel sets it ("000000-0000" keeps a CPR's leading zero)."""
     import openpyxl
 
     book = openpyxl.Workbook()
@@ -75,6 +77,10 @@ def make_xlsx(rows: list[list[str]]) -> bytes:
     assert sheet is not None
     for row in rows:
         sheet.append(row)
+    for column, number_format in (number_formats or {}).items():
+        for (cell,) in sheet.iter_rows(min_col=column + 1, max_col=column + 1):
+            if isinstance(cell.value, int):
+                cell.number_format = number_format
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
@@ -128,6 +134,73 @@ def make_zip(members: dict[str, bytes], encrypted: bool = False) -> bytes:
                 data[index + flag_offset] |= 0x01
                 start = index + 4
     return bytes(data)
+
+
+def _zipcrypto_stream(password: bytes, plain: bytes) -> bytes:
+    """Traditional PKWARE encryption (APPNOTE.TXT 6.1) of `plain`; stdlib zipfile decrypts it."""
+    import binascii
+
+    keys = [0x12345678, 0x23456789, 0x34567890]
+
+    def crc_byte(crc: int, byte: int) -> int:
+        return binascii.crc32(bytes([byte]), crc ^ 0xFFFFFFFF) ^ 0xFFFFFFFF
+
+    def update(byte: int) -> None:
+        keys[0] = crc_byte(keys[0], byte)
+        keys[1] = ((keys[1] + (keys[0] & 0xFF)) * 134775813 + 1) & 0xFFFFFFFF
+        keys[2] = crc_byte(keys[2], keys[1] >> 24)
+
+    for byte in password:
+        update(byte)
+    out = bytearray()
+    for byte in plain:
+        temp = (keys[2] | 2) & 0xFFFF
+        out.append(byte ^ (((temp * (temp ^ 1)) >> 8) & 0xFF))
+        update(byte)
+    return bytes(out)
+
+
+def make_zipcrypto_zip(members: dict[str, bytes], password: bytes) -> bytes:
+    """A zip whose members are ZipCrypto-encrypted (what `zip -e` and Windows Explorer write)."""
+    import binascii
+    import os
+    import struct
+    import zlib
+
+    out = io.BytesIO()
+    central = []
+    for name, data in members.items():
+        crc = binascii.crc32(data)
+        packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+        compressed = packer.compress(data) + packer.flush()
+        # 12-byte header: 11 random bytes and the CRC's high byte, the password check
+        header = os.urandom(11) + bytes([crc >> 24])
+        secret = _zipcrypto_stream(password, header + compressed)
+        encoded = name.encode("utf-8")
+        offset = out.tell()
+        fields = (20, 0x0801, 8, 0, 0x21, crc, len(secret), len(data), len(encoded), 0)
+        out.write(struct.pack("<4s5H3L2H", b"PK\x03\x04", *fields) + encoded + secret)
+        central.append(struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, *fields, 0, 0, 0, 0, offset)
+                       + encoded)
+    start = out.tell()
+    directory = b"".join(central)
+    out.write(directory)
+    out.write(struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(central), len(central),
+                          len(directory), start, 0))
+    return out.getvalue()
+
+
+def make_aes_zip(members: dict[str, bytes], password: bytes) -> bytes:
+    """A zip whose members are WinZip AES-256 encrypted (7-Zip's and WinZip's default)."""
+    import pyzipper
+
+    out = io.BytesIO()
+    with pyzipper.AESZipFile(out, "w", compression=pyzipper.ZIP_DEFLATED,
+                             encryption=pyzipper.WZ_AES) as archive:
+        archive.setpassword(password)
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return out.getvalue()
 
 
 def make_zip_bomb(size: int = 300 * 1024 * 1024) -> bytes:

@@ -12,6 +12,7 @@ from functools import cache
 from tests.corpus.build import (
     Attachment,
     Case,
+    make_aes_zip,
     make_docx,
     make_odt,
     make_pdf,
@@ -19,6 +20,7 @@ from tests.corpus.build import (
     make_rtf,
     make_xlsx,
     make_zip,
+    make_zipcrypto_zip,
 )
 
 PUBLIC, CONFIDENTIAL, SENSITIVE = "public", "confidential", "sensitive"
@@ -134,6 +136,12 @@ def _confidential() -> list[Case]:
              "Her er listen til kurset.",
              attachments=(Attachment("deltagere.xlsx", make_xlsx(
                  [["Navn", "CPR"], ["Jens", CPR_PLAIN], ["Mette", CPR_MOD11]])),)),
+        Case("conf-cpr-xlsx-numbers", CONFIDENTIAL, "Udbetalingsliste",
+             "Listen over udbetalinger til godkendelse.",
+             attachments=(Attachment("udbetalinger.xlsx", make_xlsx(
+                 [["Modtager", "Personnr", "Beløb"], ["Jens Hansen", 101901234, 2500],
+                  ["Anne Holm", 707614285, 1800]], number_formats={1: "000000-0000"})),),
+             note="CPR numbers typed into Excel: stored as numbers without the leading 0"),
         Case("conf-cpr-odt", CONFIDENTIAL, "Brev til borger",
              "Udkast vedhæftet.",
              attachments=(Attachment("brev.odt", make_odt(f"Til Jens Hansen, {CPR_MOD11}\nVi har behandlet din ansøgning.")),)),
@@ -183,7 +191,18 @@ def _confidential() -> list[Case]:
         Case("conf-encrypted-zip", CONFIDENTIAL, "Dokumenter",
              "Koden sendes separat på sms.",
              attachments=(Attachment("dokumenter.zip", make_zip({"sag.txt": b"hemmeligt"}, encrypted=True)),),
-             note="unscannable: encrypted archive"),
+             note="unscannable: flag bit only (a damaged or odd archive that claims encryption)"),
+        Case("conf-zipcrypto-zip", CONFIDENTIAL, "Lønsedler",
+             "Lønsedlerne ligger i den krypterede zip-fil; adgangskoden sender jeg på SMS.",
+             attachments=(Attachment("loensedler.zip", make_zipcrypto_zip(
+                 {"loenseddel-marts.txt": b"Udbetalt: 32.150 kr.", "noter.txt": b"se vedlagte"},
+                 "Forår2026".encode())),),
+             note="unscannable: ZipCrypto-encrypted members (zip -e, Windows Explorer)"),
+        Case("conf-aes-zip", CONFIDENTIAL, "Journal",
+             "Journalen er vedhæftet som AES-krypteret arkiv.",
+             attachments=(Attachment("journal.zip", make_aes_zip(
+                 {"journal.txt": b"Notat fra samtalen"}, "Forår2026".encode())),),
+             note="unscannable: AES-256 encrypted members (7-Zip, WinZip)"),
         Case("conf-encrypted-pdf", CONFIDENTIAL, "Årsopgørelse",
              "Den krypterede fil er vedhæftet.",
              attachments=(Attachment("dokument.pdf", make_pdf("Årsopgørelse", password="1234")),),

@@ -1,9 +1,10 @@
 """The labelled corpus: precision and recall per level, printed with the test output.
 
 Missing protection is the costly error (a CPR number sent in clear); a false
-alarm costs a delay. So the hard bar is: no protected message comes out public,
-and recall on the protected levels stays high; precision is reported and held
-to a looser bar so a gateway that flags every newsletter fails too.
+alarm costs a delay. So the hard bar is: no protected message comes out public
+(public precision 1.0), and recall on the protected levels stays high; the
+precision of the protected levels is held to a looser bar (BARS) so a gateway
+that flags every newsletter fails too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ from tests.corpus.build import build_message
 from tests.corpus.messages import corpus
 
 SHIPPED = Path(__file__).resolve().parents[2] / "policy.toml"
+# level -> (lowest precision, lowest recall)
+BARS = {
+    Level.PUBLIC: (1.0, 0.85),  # nothing protected comes out public; tricky negatives stay public
+    Level.CONFIDENTIAL: (0.8, 0.85),
+    Level.SENSITIVE: (0.8, 0.9),
+}
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +59,9 @@ def test_precision_and_recall_per_level(results: list[tuple[str, str, Level]],
     table = scores(results)
     lines = [f"corpus: {len(results)} messages, "
              f"{sum(1 for _n, e, g in results if e == g.value)} classified as labelled",
-             f"{'level':<14}{'precision':>10}{'recall':>8}{'n':>5}"]
-    lines += [f"{level.value:<14}{p:>10.2f}{r:>8.2f}{n:>5}" for level, (p, r, n) in table.items()]
+             f"{'level':<14}{'precision':>10}{'recall':>8}{'n':>5}   bar (precision, recall)"]
+    lines += [f"{level.value:<14}{p:>10.2f}{r:>8.2f}{n:>5}   >= {BARS[level][0]:.2f}, >= {BARS[level][1]:.2f}"
+              for level, (p, r, n) in table.items()]
     held = [(e, g) for n, e, g in results if n.startswith("held-")]
     lines.append(f"held-out (written after tuning, not tuned on): "
                  f"{sum(1 for e, g in held if e == g.value)}/{len(held)} as labelled")
@@ -63,6 +71,6 @@ def test_precision_and_recall_per_level(results: list[tuple[str, str, Level]],
         print("\n" + "\n".join(lines))
     under = [name for name, exp, got in results if exp != "public" and got is Level.PUBLIC]
     assert under == [], f"protected messages classified public: {under}"
-    assert table[Level.SENSITIVE][1] >= 0.9
-    assert table[Level.CONFIDENTIAL][1] >= 0.85
-    assert table[Level.PUBLIC][1] >= 0.85  # tricky negatives stay public
+    below = [(level.value, round(p, 2), round(r, 2)) for level, (p, r, _n) in table.items()
+             if p < BARS[level][0] or r < BARS[level][1]]
+    assert below == [], f"below the bar (level, precision, recall): {below}"

@@ -84,3 +84,15 @@ def test_an_internal_error_still_ends_classified_with_markings(monkeypatch: pyte
     assert result.unscannable == ("message: cannot be scanned (RecursionError)",)
     plain = classify_message(b"Subject: x\n\nhej", Policy.builtin())
     assert plain.level is Level.CONFIDENTIAL
+
+
+def test_really_encrypted_zips_are_unscannable_members() -> None:
+    from policy.documents import zip_members
+    from policy.settings import ScanLimits
+    from tests.corpus.build import make_aes_zip, make_zipcrypto_zip
+
+    secret = b"CPR 010190-1234, diagnose"
+    for archive in (make_zipcrypto_zip({"a.txt": secret}, b"pw"), make_aes_zip({"a.txt": secret}, b"pw")):
+        members = list(zip_members(archive, ScanLimits()))
+        assert [(m.name, m.data, m.reason) for m in members] == [("a.txt", None, "encrypted archive member")]
+        assert secret not in archive  # really encrypted, not only flagged
