@@ -27,6 +27,7 @@ class RecipientState:
     protection: str | None = None
     level: str | None = None
     reason: str = ""
+    rule: str = ""  # the policy rule behind the latest decision
     payload: str | None = None  # which file in the message folder to send
     status: RecipientStatus = RecipientStatus.QUEUED
     response: str = ""
@@ -93,6 +94,7 @@ def fold(recipients: tuple[str, ...], records: list[dict[str, Any]]) -> MessageS
             r.protection = record.get("protection")
             r.level = record.get("level")
             r.reason = record.get("reason", "")
+            r.rule = record.get("rule", "")
             r.payload = record.get("payload")
         elif kind == "status":
             r = state.recipients.get(record["rcpt"])
