@@ -214,3 +214,108 @@ def test_the_delivery_deadline_covers_every_mx_host_of_the_domain(relay_lab, gat
     assert response.startswith("451 4.4.1") and "deadline of 3s" in response and first.name in response
     # The deadline ran out at the first host: the second was never given another 3 seconds.
     assert first.connections == 1 and second.connections == 0
+
+
+# -- flush, expiry, draining, opportunistic TLS -------------------------------------------
+
+
+def test_queue_flush_retries_a_deferred_message_at_once(relay_lab, gateway_factory):
+    sink = relay_lab.sink("flushed")
+    relay_lab.tls.dns.zone.fail("flush.test")  # SERVFAIL: temporary, the message waits
+    gw = gateway_factory({"delivery": _delivery(relay_lab, retry='["1h"]')}).start()
+    assert gw.send("anne@firm.test", ["x@flush.test"], _message("x@flush.test"))[0] == 250
+    assert wait_until(lambda: len(gw.ids("deferred")) == 1, timeout=30)
+    relay_lab.tls.dns.zone.remove("flush.test")
+    relay_lab.domain("flush.test", [sink])
+    time.sleep(2)
+    assert sink.snapshot() == []  # nothing retries it before the hour is up ...
+    flushed = gw.cli("queue", "flush")
+    assert flushed.returncode == 0 and "1 deferred" in flushed.stdout
+    assert len(sink.wait_for(1, timeout=20)) == 1  # ... but flush does
+    assert wait_until(lambda: not gw.ids("deferred") and not gw.ids("active"))
+
+
+def test_public_mail_is_bounced_at_max_age_with_a_danish_and_english_dsn(relay_lab, gateway_factory, sender_domain):
+    sink = relay_lab.sink("always-busy")
+    relay_lab.domain("busy.test", [sink])
+    sender = "expiry@firm.test"
+    rcpt = "temp-always@busy.test"  # the sink answers 451 4.2.1 every time
+    gw = gateway_factory({"delivery": _delivery(relay_lab, retry='["1s"]', max_age='"5s"')}).start()
+    assert gw.send(sender, [rcpt], _message(rcpt, "expiry", sender))[0] == 250
+    assert wait_until(lambda: len(_from(sender_domain, sender)) == 1, timeout=40)
+    returned = _from(sender_domain, sender)[0]
+    assert returned.mail_from in ("", "<>")  # RFC 5321 §4.5.5: a DSN has the null sender
+    dsn = email.message_from_bytes(returned.data, policy=email.policy.default)
+    # RFC 3464 §2 / RFC 6522: multipart/report; report-type=delivery-status, human part first
+    assert dsn.get_content_type() == "multipart/report"
+    assert dsn.get_param("report-type") == "delivery-status"
+    human, status, headers = dsn.get_payload()
+    assert human.get_content_type() == "text/plain"
+    text = human.get_content()
+    assert "kunne ikke leveres" in text and "could not be delivered" in text
+    assert text.count(rcpt) == 2  # named in the Danish and in the English half
+    assert status.get_content_type() == "message/delivery-status"
+    per_message, per_recipient = status.get_payload()
+    assert per_message["Reporting-MTA"] == "dns; gateway.relaylab.test"
+    assert per_message["Arrival-Date"]
+    assert per_recipient["Final-Recipient"] == f"rfc822; {rcpt}"
+    assert per_recipient["Action"] == "failed"
+    # RFC 3463 X.4.7: report the problem actually found rather than "time expired"
+    assert per_recipient["Status"] == "4.2.1"
+    assert per_recipient["Diagnostic-Code"].startswith("smtp; 451 4.2.1 mailbox busy")
+    assert headers.get_content_type() == "text/rfc822-headers"
+    assert b"Message-ID: <expiry@firm.test>" in returned.data
+    assert "mødelokale".encode() not in returned.data and "mødelokale" not in text  # never the body
+    finished = [json.loads(gw.cli("queue", "show", i, "--json").stdout) for i in gw.ids("done")]
+    mine = [m for m in finished if m["sender"] == sender]
+    assert len(mine) == 1 and mine[0]["recipients"][0]["status"] == "bounced"
+    assert sink.snapshot() == []
+
+
+def test_sigterm_lets_an_inflight_delivery_finish_before_exit(relay_lab, gateway_factory):
+    sink = relay_lab.sink("slow-drain")
+    sink.delay = 3.0
+    relay_lab.domain("drain.test", [sink])
+    gw = gateway_factory({"delivery": _delivery(relay_lab, connect_timeout='"30s"')}).start()
+    data = _message("x@drain.test", "drain")
+    assert gw.send("anne@firm.test", ["x@drain.test"], data)[0] == 250
+    assert wait_until(lambda: sink.in_data == 1, timeout=30)  # inside DATA at the slow MX
+    assert gw.stop() == 0  # SIGTERM while the MX is still thinking
+    assert "stopped" in gw.log_text()
+    got = sink.snapshot()
+    assert len(got) == 1 and got[0].data.endswith(data.split(b"\r\n\r\n", 1)[1])
+    [done] = gw.ids("done")
+    assert gw.ids("active") == [] and gw.ids("deferred") == []
+    shown = json.loads(gw.cli("queue", "show", done, "--json").stdout)
+    assert shown["recipients"][0]["status"] == "delivered"
+
+
+def test_public_mail_uses_starttls_when_offered(relay_lab, tls_lab, gateway_factory):
+    server = tls_lab.start("tls12")
+    tls_lab.mail_domain("tls-offered.test", [server])
+    gw = gateway_factory().start()
+    assert gw.send("anne@firm.test", ["x@tls-offered.test"], _message("x@tls-offered.test"))[0] == 250
+    assert wait_until(lambda: len(server.messages) == 1, timeout=30)
+    assert server.messages[0].tls and server.messages[0].tls_version == "TLSv1.2"
+    assert wait_until(lambda: len(gw.ids("done")) == 1)
+    journal = (gw.spool / "done" / gw.ids("done")[0] / "journal").read_text()
+    assert '"version": "TLSv1.2"' in journal
+
+
+def test_starttls_refused_with_454_falls_back_to_plaintext_for_public_mail_only(relay_lab, tls_lab, gateway_factory):
+    server = tls_lab.start("tls454")
+    tls_lab.mail_domain("tls-refused.test", [server])
+    gw = gateway_factory().start()
+    assert gw.send("anne@firm.test", ["x@tls-refused.test"], _message("x@tls-refused.test", "pub"))[0] == 250
+    assert wait_until(lambda: len(server.messages) == 1, timeout=30)
+    assert not server.messages[0].tls  # RFC 7435: opportunistic, so clear rather than not at all
+    marked = _message("y@tls-refused.test", "conf").replace(b"Subject: ", b"Subject: [fortrolig] ")
+    assert gw.send("anne@firm.test", ["y@tls-refused.test"], marked)[0] == 250
+    # The probe cannot establish TLS (454 is temporary): the confidential message waits for
+    # TLS that works (and would be held at max_age); retried, it is never sent in clear.
+    def attempts() -> int:
+        deferred = gw.ids("deferred")
+        return json.loads(gw.cli("queue", "show", deferred[0], "--json").stdout)["attempts"] if deferred else 0
+
+    assert wait_until(lambda: attempts() >= 3, timeout=30)
+    assert len(server.messages) == 1 and server.mail_commands == 1
