@@ -319,3 +319,26 @@ def test_starttls_refused_with_454_falls_back_to_plaintext_for_public_mail_only(
 
     assert wait_until(lambda: attempts() >= 3, timeout=30)
     assert len(server.messages) == 1 and server.mail_commands == 1
+
+
+def test_a_finished_message_a_power_loss_put_back_in_incoming_is_finished_not_resent(relay_lab, gateway_factory):
+    # finish() drops the body, then renames to done/; the rename is not fsynced, so a
+    # power loss may show the folder where it was last durably named, without its body.
+    sink = relay_lab.sink("already-delivered")
+    relay_lab.domain("finished.test", [sink])
+    gw = gateway_factory()
+    message_id = _put_in_spool(gw, "anne@firm.test", ["x@finished.test"], _message("x@finished.test", "fin"))
+    spool = Spool(gw.spool)
+    spool.append_many(message_id, State.INCOMING, [
+        classification_record(Classification(Level.PUBLIC)),
+        {"e": "decided", "rcpt": "x@finished.test", "action": "send", "protection": "tls-opportunistic",
+         "level": "public", "rule": "level:public", "reason": "", "payload": "message", "at": time.time()},
+        {"e": "status", "rcpt": "x@finished.test", "status": "delivered", "response": "250 2.0.0 ok",
+         "at": time.time()},
+    ])
+    (spool.dir(State.INCOMING, message_id) / "message").unlink()
+    gw.start()
+    assert wait_until(lambda: message_id in gw.ids("done"), timeout=30)
+    time.sleep(1.5)  # one scan of incoming/ later: still nothing retried or failed
+    assert gw.ids("incoming") == [] and sink.snapshot() == []
+    assert not [line for line in _log(gw) if line["event"] == "message-handling-failed"]
