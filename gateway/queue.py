@@ -38,7 +38,7 @@ from gateway.events import (
 from gateway.journal import MessageState, RecipientState, classification_record, fold
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline, Planned, read_headers
-from gateway.spool import Envelope, Kind, Spool, State
+from gateway.spool import Envelope, Kind, Spool, State, new_id
 from policy.model import Action, Classification, Decision, Level, Protection, Step
 from tlsprobe.mx import MxAnswer, make_resolver, resolve_mx
 
@@ -425,7 +425,17 @@ class QueueManager:
     async def _hold(self, message_id: str, envelope: Envelope, classification: Classification,
                     decisions: list[Decision], state: State) -> None:
         folder = self.spool.dir(state, message_id)
-        quarantine_id = await self._io(self._quarantine_store().hold, envelope, folder / "message", decisions, classification)
+        # A hold a crash interrupted left its id in the journal: the same id again, so the
+        # message is held, and its sender told, once.
+        holding = fold(envelope.recipients, self.spool.journal(message_id, state)).holding
+        quarantine_id = next((holding[d.recipient] for d in decisions if d.recipient in holding), None)
+        if quarantine_id is None:
+            quarantine_id = "Q" + new_id()
+            await self._io(self.spool.append_many, message_id, state, [
+                {"e": "holding", "quarantine_id": quarantine_id, "rcpts": [d.recipient for d in decisions],
+                 "at": time.time()}])
+        quarantine_id = await self._io(self._quarantine_store().hold, envelope, folder / "message", decisions,
+                                       classification, quarantine_id)
         records = [{"e": "status", "rcpt": d.recipient, "status": RecipientStatus.QUARANTINED.value,
                     "response": f"held: {d.reason}", "quarantine_id": quarantine_id, "at": time.time()}
                    for d in decisions]

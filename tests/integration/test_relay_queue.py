@@ -342,3 +342,39 @@ def test_a_finished_message_a_power_loss_put_back_in_incoming_is_finished_not_re
     time.sleep(1.5)  # one scan of incoming/ later: still nothing retried or failed
     assert gw.ids("incoming") == [] and sink.snapshot() == []
     assert not [line for line in _log(gw) if line["event"] == "message-handling-failed"]
+
+
+def test_a_hold_interrupted_after_the_copy_is_not_held_twice(relay_lab, gateway_factory, sender_domain):
+    from gateway.config import load_config
+    from gateway.quarantine import QuarantineStore
+    from policy.model import Action, Decision, Step
+
+    sender = "hold-twice@firm.test"
+    rcpt = "held@interrupted.test"
+    gw = gateway_factory()
+    message_id = _put_in_spool(gw, sender, [rcpt], _message(rcpt, "twice", sender))
+    spool = Spool(gw.spool)
+    classification = Classification(Level.CONFIDENTIAL, marking="[fortrolig]")
+    decision = Decision(rcpt, Level.CONFIDENTIAL, Action.QUARANTINE, None, "level:confidential",
+                        (Step(None, False, "no certificate; TLS grade too low"),))
+    # The crash came after the held copy was made and before its status line.
+    quarantine_id = "Q" + new_id()
+    spool.append_many(message_id, State.INCOMING, [
+        classification_record(classification),
+        {"e": "decided", "rcpt": rcpt, "action": "quarantine", "protection": None, "level": "confidential",
+         "rule": "level:confidential", "reason": decision.reason, "payload": None, "at": time.time()},
+        {"e": "holding", "quarantine_id": quarantine_id, "rcpts": [rcpt], "at": time.time()},
+    ])
+    spool.move(message_id, State.INCOMING, State.ACTIVE)
+    envelope = spool.envelope(message_id, State.ACTIVE)
+    QuarantineStore(load_config(gw.config_path)).hold(envelope, spool.message_path(message_id, State.ACTIVE),
+                                                      [decision], classification, quarantine_id)
+    gw.start()
+    assert wait_until(lambda: message_id in gw.ids("done"), timeout=30)
+    held = [h for h in json.loads(gw.cli("quarantine", "list", "--json").stdout) if h["audit_id"] == message_id]
+    assert [h["id"] for h in held] == [quarantine_id]
+    shown = json.loads(gw.cli("queue", "show", message_id, "--json").stdout)
+    assert shown["recipients"][0]["status"] == "quarantined"
+    assert wait_until(lambda: len(_from(sender_domain, sender)) == 1, timeout=30)
+    notice = email.message_from_bytes(_from(sender_domain, sender)[0].data)
+    assert notice["X-Sikkermail-Notice"] == f"quarantine; quarantine-id={quarantine_id}"
