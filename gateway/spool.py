@@ -26,15 +26,15 @@ least once). The spool needs a file system that journals metadata (ext4, XFS),
 so that a rename is all-or-nothing; fsync(2) does the rest:
 
 1. Acceptance (before 250), `accept`: `message` and `envelope.json` are
-   written into tmp/<id>/ and each fsynced; tmp/<id>/ is fsynced (their
-   names); the folder is renamed to incoming/<id> and incoming/ is fsynced (the
+   written into tmp/<id>/ and each fsynced, an empty `journal` is created;
+   tmp/<id>/ is fsynced (their names); the folder is renamed to incoming/<id> and incoming/ is fsynced (the
    new name). Only then does SMTP answer 250. A crash before that leaves, at
    most, a folder in tmp/, which was never acknowledged and `recover` removes
    (never one whose id is also in another state). The state folders and the
    spool root are fsynced when first made, so incoming/ itself cannot vanish.
 2. Progress is journal lines: one write, one fsync, before anything acts on
-   them. The journal's first line also fsyncs the message folder (the file's
-   name). A line torn by power loss does not parse and never took effect; the
+   them. The journal's name is durable since acceptance (a journal created
+   later, in a folder from an older version, fsyncs its folder). A line torn by power loss does not parse and never took effect; the
    next append starts on a fresh line, so it cannot swallow its successor.
    Payloads (S/MIME) are fsynced with their folder before the "decided" line
    naming them is written: a truncated payload can never be sent as the message.
@@ -58,7 +58,7 @@ so that a rename is all-or-nothing; fsync(2) does the rest:
 
 So the fsyncs on the hot path are those of acceptance (four, as Postfix's
 cleanup fsyncs its queue file and the kernel its rename), one per journal
-append, and one folder fsync per message for its journal; moves cost none.
+append; moves cost none.
 """
 
 from __future__ import annotations
@@ -177,6 +177,9 @@ class Spool:
         try:
             _write_file(work / "message", data)
             _write_file(work / "envelope.json", envelope.to_json().encode())
+            # The journal's name is made durable with the others (step 1 below), so no
+            # later append needs a folder fsync; empty, it has no data to fsync.
+            os.close(os.open(work / "journal", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             _fsync_dir(work)
             os.rename(work, self.dir(State.INCOMING, envelope.id))
             _fsync_dir(self.root / State.INCOMING)
@@ -261,7 +264,7 @@ class Spool:
             os.fsync(fd)
         finally:
             os.close(fd)
-        if created:
+        if created:  # a folder from before journals were made at acceptance
             _fsync_dir(path.parent)  # the new file's name, or the lines would be durable but unfindable
 
     def sync_files(self, message_id: str, state: State, names: list[str]) -> None:

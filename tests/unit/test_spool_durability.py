@@ -43,9 +43,19 @@ def test_acceptance_fsyncs_both_files_their_folder_and_incoming(tmp_path, fsynce
     assert fsynced[-4:-1] == [work + "/message", work + "/envelope.json", work]
 
 
-def test_the_first_journal_line_makes_the_journal_file_itself_findable(tmp_path, fsynced):
+def test_the_journal_is_named_durably_at_acceptance(tmp_path, fsynced):
+    spool, env = _accepted(tmp_path)
+    folder = spool.dir(State.INCOMING, env.id)
+    assert (folder / "journal").read_bytes() == b""  # made before the folder fsync
+    fsynced.clear()
+    spool.append(env.id, State.INCOMING, {"e": "attempt", "at": 1.0, "next": 2.0})
+    assert fsynced == [str(folder / "journal")]
+
+
+def test_a_journal_created_later_makes_its_own_name_durable(tmp_path, fsynced):
     spool, env = _accepted(tmp_path)
     folder = str(spool.dir(State.INCOMING, env.id))
+    os.unlink(folder + "/journal")  # a folder written before journals were made at acceptance
     fsynced.clear()
     spool.append(env.id, State.INCOMING, {"e": "attempt", "at": 1.0, "next": 2.0})
     assert fsynced == [folder + "/journal", folder]
