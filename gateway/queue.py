@@ -182,9 +182,9 @@ class QueueManager:
         while not self.stopping:
             await asyncio.sleep(1.0)
             try:
-                now = time.time()
                 for message_id in self.spool.ids(State.INCOMING):
-                    if message_id not in self.busy and self._pipeline_due.get(message_id, 0.0) <= now:
+                    # one whose pipeline failed waits for its own timer (backoff), not this scan
+                    if message_id not in self.busy and message_id not in self._pipeline_due:
                         self.ready.put_nowait(message_id)
                 flush = self.spool.root / FLUSH_REQUEST
                 if flush.exists():
