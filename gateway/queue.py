@@ -455,7 +455,7 @@ class QueueManager:
         if tag in fold(envelope.recipients, self.spool.journal(message_id, state)).notified:
             return
         folder = self.spool.dir(state, message_id)
-        headers = await self._io(lambda: read_headers((folder / "message").read_bytes()))
+        headers = read_headers(await self._io(self._head, folder / "message"))  # not the whole body
         # The subject may itself be sensitive: only echoed back when configured.
         subject = (str(headers.get("Subject", "")) or None) if self.cfg.quarantine.notice_subject else None
         from gateway.notices import build_notice
@@ -622,7 +622,7 @@ class QueueManager:
                              recipients=[r.address for r in bounced])
             return
         folder = self.spool.dir(State.ACTIVE, message_id)
-        data = await self._io((folder / "message").read_bytes)
+        data = await self._io(self._head, folder / "message")  # a DSN returns headers only
         dsn = build_dsn(original_id=message_id, sender=envelope.sender,
                         failed=[FailedRecipient(r.address, r.response) for r in bounced],
                         original_headers=header_block(data), reporting_mta=self.cfg.server.hostname,
