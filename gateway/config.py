@@ -141,9 +141,10 @@ class DeliveryConfig:
     retry: list[Duration] = field(default_factory=lambda: [60.0, 300.0, 900.0, 3600.0, 14400.0])
     max_age: Duration = 3 * 86400.0
     connect_timeout: Duration = 30.0
-    delivery_timeout: Duration = 600.0  # whole transaction with one MX
+    delivery_timeout: Duration = 600.0  # one attempt at a domain, all its MX hosts together
     max_concurrency: int = 50
     max_per_domain: int = 10
+    max_in_pipeline: int = 0  # messages classified/encrypted at once; 0: 2 x CPU cores, at least 4
     bounce_sender: str = ""  # From: of DSNs and notices; empty: MAILER-DAEMON@hostname
 
 
@@ -385,6 +386,8 @@ def _check(cfg: Config, src: TomlSource, problems: list[Problem]) -> None:
         problems.append(src.problem("delivery.retry", "needs at least one interval"))
     if cfg.delivery.max_concurrency < 1 or cfg.delivery.max_per_domain < 1:
         problems.append(src.problem("delivery.max_concurrency", "concurrency limits must be >= 1"))
+    if cfg.delivery.max_in_pipeline < 0:
+        problems.append(src.problem("delivery.max_in_pipeline", "must be >= 0 (0: twice the CPU cores)"))
     if cfg.tls.min_version not in ("TLSv1.2", "TLSv1.3"):
         problems.append(src.problem("tls.min_version", "must be TLSv1.2 or TLSv1.3"))
     if not 0 < cfg.tls.mta_sts_port < 65536:

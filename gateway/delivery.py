@@ -136,20 +136,27 @@ class Deliverer:
         if not mx.hosts:
             return self._all(job, Outcome.DEFERRED, f"451 4.4.3 {mx.reason}")
         reasons: list[str] = []
-        for host in mx.hosts:
-            if job.mx_allowed is not None and not job.mx_allowed(host.name):
-                reasons.append(f"{host.name}: not permitted by the domain's MTA-STS policy")
-                continue
-            for address in host.addresses:
-                try:
-                    async with asyncio.timeout(self.settings.delivery_timeout):
-                        return await self._transaction(job, host, address)
-                except HostFailure as exc:
-                    reasons.append(f"{host.name}[{address}]: {exc}")
-                except TimeoutError:
-                    reasons.append(f"{host.name}[{address}]: delivery timed out")
-                except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
-                    reasons.append(f"{host.name}[{address}]: {type(exc).__name__}: {exc}")
+        current = ""
+        # One deadline for the whole attempt at this domain, every MX host included: a
+        # deadline per host would let five tarpitting MX hosts hold a slot five times as long.
+        try:
+            async with asyncio.timeout(self.settings.delivery_timeout):
+                for host in mx.hosts:
+                    if job.mx_allowed is not None and not job.mx_allowed(host.name):
+                        reasons.append(f"{host.name}: not permitted by the domain's MTA-STS policy")
+                        continue
+                    for address in host.addresses:
+                        current = f"{host.name}[{address}]"
+                        try:
+                            return await self._transaction(job, host, address)
+                        except HostFailure as exc:
+                            reasons.append(f"{current}: {exc}")
+                        except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
+                            reasons.append(f"{current}: {type(exc).__name__}: {exc}")
+                        current = ""
+        except TimeoutError:
+            where = f" during {current}" if current else ""
+            reasons.append(f"delivery deadline of {self.settings.delivery_timeout:g}s reached{where}")
         detail = "; ".join(reasons) or "no usable MX host"
         return self._all(job, Outcome.DEFERRED, f"451 4.4.1 {detail}")
 

@@ -93,7 +93,10 @@ def build_dsn(
     if any(b > 127 for b in original_headers):
         headers["Content-Transfer-Encoding"] = "8bit"
     report.attach(headers)
-    return report.as_bytes(policy=SMTP)
+    # Unfolded up to RFC 5322's 998, as Postfix writes DSNs: the email package folds a
+    # Diagnostic-Code that just misses 78 columns right after the colon, which readers
+    # (Python's own parser among them) then report with a leading blank.
+    return report.as_bytes(policy=SMTP.clone(max_line_length=998))
 
 
 def _one_line(text: str) -> str:

@@ -9,6 +9,8 @@ resumes from the disk alone. Record kinds:
     {"e": "status", "rcpt", "status", "response", "tls", "quarantine_id"}
     {"e": "attempt", "at", "next"}
     {"e": "notified", "what", "id"}      (a DSN or sender notice was queued)
+    {"e": "holding", "quarantine_id", "rcpts"}  (a hold begins under this id; a hold
+                                          repeated after a crash reuses it)
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class RecipientState:
     protection: str | None = None
     level: str | None = None
     reason: str = ""
+    rule: str = ""  # the policy rule behind the latest decision
     payload: str | None = None  # which file in the message folder to send
     status: RecipientStatus = RecipientStatus.QUEUED
     response: str = ""
@@ -45,6 +48,7 @@ class MessageState:
     attempts: int = 0
     next_attempt: float | None = None
     notified: set[str] = field(default_factory=set)
+    holding: dict[str, str] = field(default_factory=dict)  # recipient -> quarantine id of a begun hold
 
     def pending(self) -> list[RecipientState]:
         return [r for r in self.recipients.values() if not r.final]
@@ -93,6 +97,7 @@ def fold(recipients: tuple[str, ...], records: list[dict[str, Any]]) -> MessageS
             r.protection = record.get("protection")
             r.level = record.get("level")
             r.reason = record.get("reason", "")
+            r.rule = record.get("rule", "")
             r.payload = record.get("payload")
         elif kind == "status":
             r = state.recipients.get(record["rcpt"])
@@ -107,4 +112,7 @@ def fold(recipients: tuple[str, ...], records: list[dict[str, Any]]) -> MessageS
             state.next_attempt = record.get("next")
         elif kind == "notified":
             state.notified.add(record["what"])
+        elif kind == "holding":
+            for rcpt in record.get("rcpts", []):
+                state.holding[rcpt] = record["quarantine_id"]
     return state

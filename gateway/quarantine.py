@@ -374,9 +374,12 @@ class QuarantineStore:
         self.storage.ensure()
 
     def hold(self, envelope: Envelope, message_path: Path, decisions: list[Decision],
-             classification: Classification) -> str:
-        """Copy the message in with its decision; returns the quarantine id."""
-        quarantine_id = "Q" + new_id()
+             classification: Classification, quarantine_id: str | None = None) -> str:
+        """Copy the message in with its decision; returns the quarantine id. The queue
+        passes an id it journaled first, so a hold repeated after a crash is one hold."""
+        if quarantine_id is not None and self.holds(quarantine_id):
+            return quarantine_id
+        quarantine_id = quarantine_id or "Q" + new_id()
         held = [d for d in decisions if d.action.value == "quarantine"] or list(decisions)
         classification_data = to_plain(classification)
         for evidence in classification_data.get("evidence", []):
@@ -395,6 +398,13 @@ class QuarantineStore:
 
     def get(self, quarantine_id: str) -> HeldMessage:
         return self.storage.get(_checked(quarantine_id))
+
+    def holds(self, quarantine_id: str) -> bool:
+        try:
+            self.get(quarantine_id)
+        except NotHeldError:
+            return False
+        return True
 
     def list_held(self) -> list[HeldMessage]:
         return self.storage.list_held()

@@ -10,10 +10,12 @@ quarantined, never sent weaker; public mail is bounced.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
+import os
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -34,16 +36,24 @@ from gateway.events import (
     RecipientUpdated,
     TlsSession,
 )
-from gateway.journal import MessageState, classification_record, fold
+from gateway.journal import MessageState, RecipientState, classification_record, fold
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline, Planned, read_headers
-from gateway.spool import Envelope, Kind, Spool, State
+from gateway.spool import Envelope, Kind, Spool, State, new_id
 from policy.model import Action, Classification, Decision, Level, Protection, Step
 from tlsprobe.mx import MxAnswer, make_resolver, resolve_mx
 
 T = TypeVar("T")
 
 FLUSH_REQUEST = "flush.request"  # `sikkermail queue flush` drops this file into the spool root
+
+
+def pipeline_limit(cfg: Config) -> int:
+    """[delivery] max_in_pipeline; 0 means twice the CPU cores, at least 4 (classification
+    and encryption are CPU-bound: more at once only holds more bodies in memory)."""
+    if cfg.delivery.max_in_pipeline > 0:
+        return cfg.delivery.max_in_pipeline
+    return max(4, 2 * (os.cpu_count() or 1))
 
 
 @dataclass
@@ -83,6 +93,13 @@ class QueueManager:
         self.global_slots = asyncio.Semaphore(cfg.delivery.max_concurrency)
         self.domain_slots: dict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(cfg.delivery.max_per_domain))
+        # Each message in the pipeline holds its whole body in memory: bounded, so that a
+        # restart with a large backlog reads a few bodies at a time, not all of them.
+        self.pipeline_slots = asyncio.Semaphore(pipeline_limit(cfg))
+        self.in_pipeline = 0  # messages inside a pipeline slot now (logged with "classified")
+        # Messages in incoming/ whose pipeline failed: how often, and when the next try is due.
+        self._pipeline_failures: dict[str, int] = {}
+        self._pipeline_due: dict[str, float] = {}
         self.ready: asyncio.Queue[str] = asyncio.Queue()
         self.timers: list[_Timer] = []
         self.busy: set[str] = set()
@@ -168,7 +185,8 @@ class QueueManager:
             await asyncio.sleep(1.0)
             try:
                 for message_id in self.spool.ids(State.INCOMING):
-                    if message_id not in self.busy:
+                    # one whose pipeline failed waits for its own timer (backoff), not this scan
+                    if message_id not in self.busy and message_id not in self._pipeline_due:
                         self.ready.put_nowait(message_id)
                 flush = self.spool.root / FLUSH_REQUEST
                 if flush.exists():
@@ -215,7 +233,11 @@ class QueueManager:
             else:
                 state = self.spool.locate(message_id)
             if state is State.INCOMING:
-                await self._run_pipeline(message_id)
+                finished = await self._run_pipeline(message_id)
+                self._pipeline_failures.pop(message_id, None)
+                self._pipeline_due.pop(message_id, None)
+                if finished:
+                    return
                 state = State.ACTIVE
             elif state is State.DEFERRED:
                 await self._io(self.spool.move, message_id, State.DEFERRED, State.ACTIVE)
@@ -228,9 +250,93 @@ class QueueManager:
         except Exception as exc:
             # The message stays where it is on disk; try again later rather than lose it.
             eventlog.error("message-handling-failed", id=message_id, error=repr(exc), exc_info=True)
-            self._schedule(message_id, time.time() + self.cfg.delivery.retry[0])
+            if self.spool.dir(State.INCOMING, message_id).is_dir():
+                await self._pipeline_failed(message_id, exc)
+            else:
+                self._schedule(message_id, time.time() + self.cfg.delivery.retry[0])
         finally:
             self.busy.discard(message_id)
+
+    @contextlib.asynccontextmanager
+    async def _pipeline_slot(self) -> AsyncIterator[None]:
+        async with self.pipeline_slots:
+            self.in_pipeline += 1
+            try:
+                yield
+            finally:
+                self.in_pipeline -= 1
+
+    def _arrival(self, message_id: str) -> float:
+        """When the message was accepted, even if its envelope cannot be read: our ids
+        begin with the arrival time in hex milliseconds (spool.new_id)."""
+        try:
+            return self.spool.envelope(message_id, State.INCOMING).received_at
+        except Exception:
+            try:
+                return int(message_id[:11], 16) / 1000.0
+            except ValueError:
+                return self.spool.dir(State.INCOMING, message_id).stat().st_mtime
+
+    async def _pipeline_failed(self, message_id: str, exc: Exception) -> None:
+        """The pipeline raised for a message in incoming/: retry on the delivery schedule,
+        not every second, and at max_age hold it. A message that could not be classified
+        could hold anything, so it is quarantined whatever it might have turned out to be,
+        never sent."""
+        failures = self._pipeline_failures.get(message_id, 0) + 1
+        self._pipeline_failures[message_id] = failures
+        now = time.time()
+        try:
+            arrival = self._arrival(message_id)
+            if now - arrival >= self.cfg.delivery.max_age:
+                await self._quarantine_unprocessed(message_id, exc)
+                self._pipeline_failures.pop(message_id, None)
+                self._pipeline_due.pop(message_id, None)
+                return
+        except Exception as hold_exc:  # cannot even be held: it stays in incoming/, retried, never dropped
+            eventlog.error("pipeline-hold-failed", id=message_id, error=repr(hold_exc))
+            arrival = now - self.cfg.delivery.max_age
+        retry = self.cfg.delivery.retry
+        delay = retry[min(failures - 1, len(retry) - 1)]
+        deadline = arrival + self.cfg.delivery.max_age
+        # Past max_age only when the hold itself failed: keep trying at the slowest pace.
+        due = min(now + delay, deadline) if deadline > now else now + retry[-1]
+        self._pipeline_due[message_id] = due
+        self._known[message_id] = State.INCOMING
+        heapq.heappush(self.timers, _Timer(due, message_id))
+        self.wakeup.set()
+        eventlog.warning("pipeline-retry", id=message_id, failures=failures, delay=round(due - now, 3))
+
+    async def _quarantine_unprocessed(self, message_id: str, exc: Exception) -> None:
+        envelope = self.spool.envelope(message_id, State.INCOMING)
+        folder = self.spool.dir(State.INCOMING, message_id)
+        state = fold(envelope.recipients, self.spool.journal(message_id, State.INCOMING))
+        why = f"could not be classified within max_age ({type(exc).__name__})"
+        # Unknown content counts as confidential (the shipped policy's rule for what
+        # cannot be scanned); the exception text stays in the log, out of the audit.
+        classification = Classification(Level.CONFIDENTIAL, scanned=False, unscannable=(why,))
+        message_header_id = None
+        with contextlib.suppress(OSError):
+            message_header_id = read_headers(await self._io(self._head, folder / "message")).get("Message-ID")
+        size = 0
+        with contextlib.suppress(OSError):
+            size = (folder / "message").stat().st_size
+        await self._emit(MessageAccepted(
+            id=message_id, received_at=envelope.received_at, message_id=message_header_id, sender=envelope.sender,
+            size=size, recipients=envelope.recipients, client=envelope.client, subject=None))
+        await self._emit(MessageClassified(message_id, time.time(), classification))
+        decisions = [Decision(r.address, Level.CONFIDENTIAL, Action.QUARANTINE, None, "max_age",
+                              (Step(None, False, why),)) for r in state.pending()]
+        for d in decisions:
+            await self._emit(RecipientDecided(message_id, time.time(), d, None, None))
+        if decisions:
+            await self._hold(message_id, envelope, classification, decisions, State.INCOMING)
+        await self._io(self.spool.finish, message_id, State.INCOMING)
+        eventlog.event("done", id=message_id, unprocessed=True)
+
+    @staticmethod
+    def _head(path: Path, limit: int = 256 * 1024) -> bytes:
+        with path.open("rb") as f:
+            return f.read(limit)
 
     async def _reconcile_audit(self, message_id: str) -> None:
         """After a crash, the journal may hold final statuses whose audit events died with
@@ -245,30 +351,48 @@ class QueueManager:
             await self._emit(RecipientUpdated(message_id, time.time(), r.address, r.status, r.response, tls,
                                               quarantine_id=r.quarantine_id))
 
-    async def _run_pipeline(self, message_id: str) -> None:
+    async def _run_pipeline(self, message_id: str) -> bool:
+        """Classify, decide, protect, journal, move to active/. True when the message turned
+        out to be finished already (see spool.py: a finish whose rename a power loss undid)."""
         envelope = self.spool.envelope(message_id, State.INCOMING)
         folder = self.spool.dir(State.INCOMING, message_id)
-        data = await self._io((folder / "message").read_bytes)
-        headers = read_headers(data)
-        subject = str(headers.get("Subject", "")) if self.cfg.audit.include_subject else None
-        await self._emit(MessageAccepted(
-            id=message_id, received_at=envelope.received_at, message_id=headers.get("Message-ID"),
-            sender=envelope.sender, size=len(data),
-            recipients=envelope.recipients, client=envelope.client, subject=subject))
-        classification = await self.pipeline.classify(envelope, data)
-        del data
+        before = fold(envelope.recipients, self.spool.journal(message_id, State.INCOMING))
+        if before.complete:
+            await self._io(self.spool.finish, message_id, State.INCOMING)
+            return True
+        todo = [r.address for r in before.pending()]  # a rerun never re-decides a final recipient
+        async with self._pipeline_slot():
+            data = await self._io((folder / "message").read_bytes)
+            headers = read_headers(data)
+            subject = str(headers.get("Subject", "")) if self.cfg.audit.include_subject else None
+            await self._emit(MessageAccepted(
+                id=message_id, received_at=envelope.received_at, message_id=headers.get("Message-ID"),
+                sender=envelope.sender, size=len(data),
+                recipients=envelope.recipients, client=envelope.client, subject=subject))
+            classification = await self.pipeline.classify(envelope, data)
+            del data
+            eventlog.event("classified", id=message_id, classification=classification.level.value,
+                           evidence=[e.detector for e in classification.evidence], in_pipeline=self.in_pipeline)
         await self._emit(MessageClassified(message_id, time.time(), classification))
-        eventlog.event("classified", id=message_id, classification=classification.level.value,
-                       evidence=[e.detector for e in classification.evidence])
-        decided = await self.pipeline.decide(envelope, classification, list(envelope.recipients))
-        planned = await self.pipeline.protect(folder, decided)
+        # Deciding waits on the network (certificate directories, TLS probes), not on memory:
+        # outside the slot, so a slow directory does not starve classification.
+        decided = await self.pipeline.decide(envelope, classification, todo)
+        async with self._pipeline_slot():
+            planned = await self.pipeline.protect(folder, decided)
         records: list[dict[str, Any]] = [classification_record(classification)]
         records += [self._decided_record(p) for p in planned]
+        await self._io(self.spool.sync_files, message_id, State.INCOMING, self._payloads(planned))
         await self._io(self.spool.append_many, message_id, State.INCOMING, records)
         for p in planned:
             await self._emit(self._decided_event(message_id, p))
         await self._io(self.spool.move, message_id, State.INCOMING, State.ACTIVE)
         await self._settle_undeliverable(message_id, envelope, classification, planned, State.ACTIVE)
+        return False
+
+    @staticmethod
+    def _payloads(planned: list[Planned]) -> list[str]:
+        """Files protect() wrote (the received `message` is durable since acceptance)."""
+        return sorted({p.payload for p in planned if p.payload and p.payload != "message"})
 
     @staticmethod
     def _decided_record(p: Planned) -> dict[str, Any]:
@@ -303,7 +427,17 @@ class QueueManager:
     async def _hold(self, message_id: str, envelope: Envelope, classification: Classification,
                     decisions: list[Decision], state: State) -> None:
         folder = self.spool.dir(state, message_id)
-        quarantine_id = await self._io(self._quarantine_store().hold, envelope, folder / "message", decisions, classification)
+        # A hold a crash interrupted left its id in the journal: the same id again, so the
+        # message is held, and its sender told, once.
+        holding = fold(envelope.recipients, self.spool.journal(message_id, state)).holding
+        quarantine_id = next((holding[d.recipient] for d in decisions if d.recipient in holding), None)
+        if quarantine_id is None:
+            quarantine_id = "Q" + new_id()
+            await self._io(self.spool.append_many, message_id, state, [
+                {"e": "holding", "quarantine_id": quarantine_id, "rcpts": [d.recipient for d in decisions],
+                 "at": time.time()}])
+        quarantine_id = await self._io(self._quarantine_store().hold, envelope, folder / "message", decisions,
+                                       classification, quarantine_id)
         records = [{"e": "status", "rcpt": d.recipient, "status": RecipientStatus.QUARANTINED.value,
                     "response": f"held: {d.reason}", "quarantine_id": quarantine_id, "at": time.time()}
                    for d in decisions]
@@ -323,7 +457,7 @@ class QueueManager:
         if tag in fold(envelope.recipients, self.spool.journal(message_id, state)).notified:
             return
         folder = self.spool.dir(state, message_id)
-        headers = await self._io(lambda: read_headers((folder / "message").read_bytes()))
+        headers = read_headers(await self._io(self._head, folder / "message"))  # not the whole body
         # The subject may itself be sensitive: only echoed back when configured.
         subject = (str(headers.get("Subject", "")) or None) if self.cfg.quarantine.notice_subject else None
         from gateway.notices import build_notice
@@ -346,11 +480,21 @@ class QueueManager:
         folder = self.spool.dir(State.ACTIVE, message_id)
         state = fold(envelope.recipients, self.spool.journal(message_id, State.ACTIVE))
         classification = state.classification or Classification(Level.PUBLIC, scanned=False)
+        unsettled = [r for r in state.pending() if r.action in (Action.QUARANTINE.value, Action.BLOCK.value)]
+        if unsettled:
+            # A crash after the "decided" lines and before their status lines: hold or block
+            # now, as decided, rather than leave them pending until max_age holds them again.
+            await self._settle_undeliverable(message_id, envelope, classification,
+                                             [Planned(self._journal_decision(r, classification), None)
+                                              for r in unsettled], State.ACTIVE)
+            state = fold(envelope.recipients, self.spool.journal(message_id, State.ACTIVE))
         redo = [r.address for r in state.pending() if r.action in (Action.DEFER.value, None)]
         if redo:
             # Facts were unknown last time (or the decision was lost in a crash): decide again.
             decided = await self.pipeline.decide(envelope, classification, redo)
-            planned = await self.pipeline.protect(folder, decided)
+            async with self._pipeline_slot():
+                planned = await self.pipeline.protect(folder, decided)
+            await self._io(self.spool.sync_files, message_id, State.ACTIVE, self._payloads(planned))
             await self._io(self.spool.append_many, message_id, State.ACTIVE,
                            [self._decided_record(p) for p in planned])
             for p in planned:
@@ -376,6 +520,11 @@ class QueueManager:
                 await self._record_result(message_id, envelope, key[1], result)
         await self._conclude(message_id, envelope, classification)
 
+    @staticmethod
+    def _journal_decision(r: RecipientState, classification: Classification) -> Decision:
+        return Decision(r.address, Level(r.level or classification.level.value), Action(r.action or "quarantine"), None,
+                        r.rule or "resumed", (Step(None, False, r.reason),))
+
     async def _deliver_group(self, envelope: Envelope, folder: Path, key: tuple[str, str, str],
                              rcpts: list[str], mx_cache: dict[str, MxAnswer]) -> list[RecipientResult]:
         domain, protection, payload = key
@@ -388,7 +537,9 @@ class QueueManager:
                           payload=folder / payload, protection=Protection(protection),
                           smtputf8=envelope.smtputf8, body_8bit=envelope.body_8bit,
                           mx_allowed=mx_policy.mx_allowed, mta_sts_enforce=mx_policy.enforce)
-        async with self.global_slots, self.domain_slots[domain]:
+        # Domain slot first: a burst to one slow domain then waits on its own limit
+        # without holding global slots that every other domain needs.
+        async with self.domain_slots[domain], self.global_slots:
             try:
                 if domain not in mx_cache:
                     mx_cache[domain] = await resolve_mx(self.resolver, domain)
@@ -476,7 +627,7 @@ class QueueManager:
                              recipients=[r.address for r in bounced])
             return
         folder = self.spool.dir(State.ACTIVE, message_id)
-        data = await self._io((folder / "message").read_bytes)
+        data = await self._io(self._head, folder / "message")  # a DSN returns headers only
         dsn = build_dsn(original_id=message_id, sender=envelope.sender,
                         failed=[FailedRecipient(r.address, r.response) for r in bounced],
                         original_headers=header_block(data), reporting_mta=self.cfg.server.hostname,

@@ -13,12 +13,54 @@ where every message is:
                     replayed (gateway.audit_outbox); empty when the database is up
 
 A message directory holds `message` (the bytes as received, with our Received
-header), `envelope.json` (written once) and `journal` (JSON lines, appended and
-fsynced: decisions, attempts and per-recipient status). Moving between states
-is one atomic rename of the directory. Acceptance is fsynced (files and
-directories) before 250; later progress is made durable by the fsynced
-journal lines, so a rename lost in a crash is harmless. A crash at any point leaves each message in exactly
-one directory with everything it needs to resume.
+header), `envelope.json` (written once), `journal` (JSON lines, appended and
+fsynced: decisions, attempts and per-recipient status) and any payloads the
+pipeline made (`smime-N.eml`). Moving between states is one atomic rename of
+the directory.
+
+Durability: why no acknowledged message is lost, even on power loss
+--------------------------------------------------------------------
+
+"Lost" means: we said 250, and the message neither reached every recipient nor
+sits in a quarantine, nor came back to its sender as a DSN or notice. A message
+delivered twice after a crash is not lost (Postfix makes the same promise: at
+least once). The spool needs a file system that journals metadata (ext4, XFS),
+so that a rename is all-or-nothing; fsync(2) does the rest:
+
+1. Acceptance (before 250), `accept`: `message` and `envelope.json` are
+   written into tmp/<id>/ and each fsynced, an empty `journal` is created;
+   tmp/<id>/ is fsynced (their names); the folder is renamed to incoming/<id> and incoming/ is fsynced (the
+   new name). Only then does SMTP answer 250. A crash before that leaves, at
+   most, a folder in tmp/, which was never acknowledged and `recover` removes
+   (never one whose id is also in another state). The state folders and the
+   spool root are fsynced when first made, so incoming/ itself cannot vanish.
+2. Progress is journal lines: one write, one fsync, before anything acts on
+   them. The journal's name is durable since acceptance (a journal created
+   later, in a folder from an older version, fsyncs its folder). A line torn by power loss does not parse and never took effect; the
+   next append starts on a fresh line, so it cannot swallow its successor.
+   Payloads (S/MIME) are fsynced with their folder before the "decided" line
+   naming them is written: a truncated payload can never be sent as the message.
+3. State moves (`move`) are renames NOT fsynced. The journal, not the folder,
+   says what was done: every recipient's status is folded from it. A rename
+   that power loss undoes puts the folder back one or more states, with the
+   journal inside it (the directory's contents do not depend on its name):
+   incoming/ reruns the pipeline for non-final recipients only; active/ and
+   deferred/ resume the attempt from the journal. At worst a recipient
+   whose delivery the journal did not yet record is delivered again.
+4. Final outcomes are durable before the body goes: a "delivered" status is
+   journaled only after the remote 250; a bounce's DSN and a block's notice are
+   accepted into the spool (step 1) before the "notified" line; a held copy is
+   fsynced in the quarantine folder (or committed in PostgreSQL) before the
+   "quarantined" status.
+5. `finish` runs only when the fsynced journal says every recipient is final.
+   It deletes the body, then renames to done/ (not fsynced). A power loss in
+   between may show a body-less folder in an earlier state: its journal still
+   says final, so the queue finishes it again and never needs the body.
+   Nothing is deleted that step 4 has not already made safe elsewhere.
+
+So the fsyncs on the hot path are those of acceptance (four, as Postfix's
+cleanup fsyncs its queue file and the kernel its rename), one per journal
+append; moves cost none.
 """
 
 from __future__ import annotations
@@ -116,9 +158,14 @@ class Spool:
         self.root = Path(root)
 
     def ensure(self) -> None:
+        made = False
         for state in State:
-            (self.root / state).mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not (self.root / state).is_dir():
+                (self.root / state).mkdir(parents=True, exist_ok=True, mode=0o700)
+                made = True
         os.chmod(self.root, 0o700)
+        if made:  # a state folder lost to a power loss would take its messages with it
+            _fsync_dir(self.root)
 
     def dir(self, state: State, message_id: str) -> Path:
         return self.root / state / message_id
@@ -132,6 +179,9 @@ class Spool:
         try:
             _write_file(work / "message", data)
             _write_file(work / "envelope.json", envelope.to_json().encode())
+            # The journal's name is made durable with the others (step 1 below), so no
+            # later append needs a folder fsync; empty, it has no data to fsync.
+            os.close(os.open(work / "journal", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             _fsync_dir(work)
             os.rename(work, self.dir(State.INCOMING, envelope.id))
             _fsync_dir(self.root / State.INCOMING)
@@ -170,9 +220,9 @@ class Spool:
     # -- moving and reading -----------------------------------------------------------
 
     def move(self, message_id: str, source: State, target: State) -> None:
-        """Atomic, and deliberately not fsynced: progress lives in the fsynced journal,
-        so a rename lost in a crash only sends the message back one state, where the
-        journal tells the queue what was already done."""
+        """Atomic, and deliberately not fsynced (module docstring, step 3): progress lives
+        in the fsynced journal, so a rename lost in a crash only sends the message back
+        to an earlier state, where the journal tells the queue what was already done."""
         os.rename(self.dir(source, message_id), self.dir(target, message_id))
 
     def locate(self, message_id: str) -> State:
@@ -201,12 +251,37 @@ class Spool:
         """Append journal lines durably, one write and one fsync. A torn last line is
         ignored when read: it never took effect."""
         line = b"".join((json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n").encode() for r in records)
-        fd = os.open(self.dir(state, message_id) / "journal", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        path = self.dir(state, message_id) / "journal"
+        created = False
         try:
+            fd = os.open(path, os.O_RDWR | os.O_APPEND)
+        except FileNotFoundError:
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+            created = True
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = b"\n" + line  # after a line torn by a crash: never glue a record to it
             os.write(fd, line)
             os.fsync(fd)
         finally:
             os.close(fd)
+        if created:  # a folder from before journals were made at acceptance
+            _fsync_dir(path.parent)  # the new file's name, or the lines would be durable but unfindable
+
+    def sync_files(self, message_id: str, state: State, names: list[str]) -> None:
+        """Make files the pipeline wrote into a message folder (S/MIME payloads) durable,
+        before a journal line names them: a payload lost or truncated by a power loss
+        would otherwise be sent as the message, and the original then dropped."""
+        folder = self.dir(state, message_id)
+        for name in names:
+            fd = os.open(folder / name, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        if names:
+            _fsync_dir(folder)
 
     def journal(self, message_id: str, state: State) -> list[dict[str, Any]]:
         try:
@@ -222,7 +297,8 @@ class Spool:
         return records
 
     def finish(self, message_id: str, state: State) -> None:
-        """Every recipient is final: drop the body and payloads, keep envelope and journal."""
+        """Every recipient is final (in the fsynced journal): drop the body and payloads,
+        keep envelope and journal. Safe in this order: module docstring, step 5."""
         work = self.dir(state, message_id)
         for entry in work.iterdir():
             if entry.name not in ("envelope.json", "journal"):
@@ -235,6 +311,10 @@ class Spool:
         """Remove what was never acknowledged (tmp/); everything else resumes as it is."""
         self.ensure()
         for message_id in self.ids(State.TMP):
+            if any(self.dir(state, message_id).is_dir() for state in State if state is not State.TMP):
+                # Only a file system that does not journal renames could show both names;
+                # removing this one could remove the acknowledged message with it.
+                continue
             shutil.rmtree(self.dir(State.TMP, message_id), ignore_errors=True)
 
     def purge_done(self, older_than: float, now: float | None = None) -> int:

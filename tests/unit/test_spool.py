@@ -82,7 +82,7 @@ def test_move_and_finish_drop_the_body_but_keep_the_record(tmp_path):
     (spool.dir(State.ACTIVE, env.id) / "smime-1.eml").write_bytes(b"cms")
     spool.finish(env.id, State.ACTIVE)
     assert spool.locate(env.id) is State.DONE
-    assert sorted(os.listdir(spool.dir(State.DONE, env.id))) == ["envelope.json"]
+    assert sorted(os.listdir(spool.dir(State.DONE, env.id))) == ["envelope.json", "journal"]
     with pytest.raises(SpoolError):
         spool.locate("NOPE")
 
