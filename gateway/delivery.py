@@ -119,9 +119,10 @@ def _tls_session(smtp: aiosmtplib.SMTP, mx: MxHost, job: DeliveryJob) -> TlsSess
 class Deliverer:
     def __init__(self, settings: DeliverySettings) -> None:
         self.settings = settings
-        verify_args = {"min_version": settings.min_tls_version, "ca_file": settings.ca_file}
-        self.verified_context = client_tls_context(verify=True, **verify_args)
-        self.encrypting_context = client_tls_context(verify=False, **verify_args)
+        self.verified_context = client_tls_context(verify=True, min_version=settings.min_tls_version,
+                                                   ca_file=settings.ca_file)
+        self.encrypting_context = client_tls_context(verify=False, min_version=settings.min_tls_version,
+                                                     ca_file=settings.ca_file)
         # Opportunistic TLS (RFC 7435): any encryption beats none; no minimum, no verification.
         self.opportunistic_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         self.opportunistic_context.check_hostname = False

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage, Message
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
+from typing import cast
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def build_dsn(
     per_message["Reporting-MTA"] = f"dns; {reporting_mta}"
     per_message["X-Sikkermail-Queue-ID"] = original_id
     per_message["Arrival-Date"] = format_datetime(datetime.fromtimestamp(arrival, UTC))
-    blocks = [per_message]
+    blocks: list[Message | str] = [per_message]
     for f in failed:
         block = Message()
         block["Final-Recipient"] = f"rfc822; {f.address}"
@@ -84,7 +85,7 @@ def build_dsn(
     status = Message()
     status.set_type("message/delivery-status")
     status.set_payload(blocks)
-    report.attach(status)
+    report.attach(cast(EmailMessage, status))  # a legacy Message part: attach() takes either at run time
     headers = Message()
     headers.set_type("text/rfc822-headers")
     # Raw 8-bit header bytes (RFC 6532) go back as they came: surrogateescape makes
@@ -92,7 +93,7 @@ def build_dsn(
     headers.set_payload(original_headers.decode("ascii", "surrogateescape"))
     if any(b > 127 for b in original_headers):
         headers["Content-Transfer-Encoding"] = "8bit"
-    report.attach(headers)
+    report.attach(cast(EmailMessage, headers))
     # Unfolded up to RFC 5322's 998, as Postfix writes DSNs: the email package folds a
     # Diagnostic-Code that just misses 78 columns right after the colon, which readers
     # (Python's own parser among them) then report with a leading blank.

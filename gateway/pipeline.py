@@ -177,6 +177,8 @@ class Pipeline:
 
     async def _released(self, envelope: Envelope, classification: Classification, rcpt: str) -> Decided:
         """An administrator released a held message with a chosen protection (audited by them)."""
+        if envelope.override_protection is None:  # a release always names its protection (quarantine.release)
+            raise ValueError(f"released message {envelope.id} names no protection")
         protection = Protection(envelope.override_protection)
         rule = f"release:{envelope.origin}"
         if protection is Protection.SMIME:
@@ -237,7 +239,11 @@ class Pipeline:
         from gateway.smime import encrypt_file_durably
 
         name = f"smime-{number}.eml"
-        certificates = [i.gathered.certificate for i in group if i.gathered is not None]
+        certificates = [i.gathered.certificate for i in group
+                        if i.gathered is not None and i.gathered.certificate is not None]
+        if len(certificates) != len(group):
+            # an S/MIME decision always carries its certificate (decide: smime only when found)
+            raise ValueError(f"S/MIME group {number} has a recipient without a certificate")
         abort = threading.Event()
         try:
             loop = asyncio.get_running_loop()

@@ -614,8 +614,8 @@ class QueueManager:
             await self._io(self.spool.append_many, message_id, State.ACTIVE, records)
             for record in records:
                 self.metrics.bounced.inc()
-                await self._emit(RecipientUpdated(message_id, time.time(), record["rcpt"], RecipientStatus.BOUNCED,
-                                                  record["response"]))
+                await self._emit(RecipientUpdated(message_id, time.time(), str(record["rcpt"]),
+                                                  RecipientStatus.BOUNCED, str(record["response"])))
 
     async def _bounce(self, message_id: str, envelope: Envelope, state: MessageState) -> None:
         bounced = [r for r in state.recipients.values()
