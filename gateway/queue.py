@@ -41,7 +41,7 @@ from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline, Planned, read_headers
 from gateway.spool import Envelope, Kind, Spool, State, new_id
 from policy.model import Action, Classification, Decision, Level, Protection, Step
-from tlsprobe.mx import MxAnswer, make_resolver, resolve_mx
+from tlsprobe.mx import MxAnswer, MxMemo, make_resolver, resolve_mx
 
 T = TypeVar("T")
 
@@ -90,6 +90,7 @@ class QueueManager:
         ))
         nameservers = [parse_host_port(n, default_port=53) for n in cfg.dns.nameservers]
         self.resolver = make_resolver(nameservers, cfg.dns.timeout)
+        self.mx_memo = MxMemo()  # complete answers within their TTL (tlsprobe.mx)
         self.global_slots = asyncio.Semaphore(cfg.delivery.max_concurrency)
         self.domain_slots: dict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(cfg.delivery.max_per_domain))
@@ -525,6 +526,11 @@ class QueueManager:
         return Decision(r.address, Level(r.level or classification.level.value), Action(r.action or "quarantine"), None,
                         r.rule or "resumed", (Step(None, False, r.reason),))
 
+    async def _resolve_mx(self, domain: str) -> MxAnswer:
+        answer = await resolve_mx(self.resolver, domain)
+        self.mx_memo.put(answer)
+        return answer
+
     async def _deliver_group(self, envelope: Envelope, folder: Path, key: tuple[str, str, str],
                              rcpts: list[str], mx_cache: dict[str, MxAnswer]) -> list[RecipientResult]:
         domain, protection, payload = key
@@ -542,7 +548,7 @@ class QueueManager:
         async with self.domain_slots[domain], self.global_slots:
             try:
                 if domain not in mx_cache:
-                    mx_cache[domain] = await resolve_mx(self.resolver, domain)
+                    mx_cache[domain] = self.mx_memo.get(domain.lower()) or await self._resolve_mx(domain)
                 return await self.deliverer.deliver(job, mx_cache[domain])
             except Exception as exc:  # a bug must not lose mail nor escape max_age: defer with the reason
                 eventlog.error("delivery-failed", id=envelope.id, domain=domain, error=repr(exc), exc_info=True)

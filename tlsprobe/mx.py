@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import time
 from dataclasses import dataclass
 
 import dns.asyncresolver
@@ -41,10 +42,16 @@ class MxAnswer:
     status: MxStatus
     hosts: tuple[MxHost, ...]
     reason: str
+    # time.time() until which every record behind this answer is within its TTL; 0: do not reuse
+    expires: float = 0.0
 
     @property
     def permanent_failure(self) -> bool:
         return self.status in (MxStatus.NO_DOMAIN, MxStatus.NULL_MX, MxStatus.NO_ADDRESS)
+
+
+# How long an answer built on a NODATA response may be reused (see _query).
+NODATA_REUSE = 60.0
 
 
 class _Temporary(Exception):
@@ -68,11 +75,16 @@ def make_resolver(nameservers: list[tuple[str, int]], timeout: float) -> dns.asy
     return resolver
 
 
-async def _query(resolver: dns.asyncresolver.Resolver, name: str, rdtype: str) -> list[object] | None:
-    """Records of one type; None when the name exists with no such records (NODATA)."""
+async def _query(resolver: dns.asyncresolver.Resolver, name: str, rdtype: str,
+                 expirations: list[float] | None = None) -> list[object] | None:
+    """Records of one type; None when the name exists with no such records (NODATA).
+    Each answer's expiry goes into `expirations`."""
     try:
         answer = await resolver.resolve(name, rdtype, search=False)
     except dns.resolver.NoAnswer:
+        if expirations is not None:
+            # RFC 2308 negative caching lasts the SOA's minimum, which we do not read: a short fixed bound
+            expirations.append(time.time() + NODATA_REUSE)
         return None
     except dns.resolver.NXDOMAIN:
         raise
@@ -80,12 +92,16 @@ async def _query(resolver: dns.asyncresolver.Resolver, name: str, rdtype: str) -
         raise _Temporary(f"{rdtype} lookup for {name} failed: {type(exc).__name__}") from exc
     except dns.exception.DNSException as exc:
         raise _Temporary(f"{rdtype} lookup for {name} failed: {exc}") from exc
+    if expirations is not None:
+        expirations.append(float(answer.expiration))
     return list(answer)
 
 
-async def _addresses(resolver: dns.asyncresolver.Resolver, name: str) -> tuple[str, ...]:
+async def _addresses(resolver: dns.asyncresolver.Resolver, name: str,
+                     expirations: list[float] | None = None) -> tuple[str, ...]:
     results = await asyncio.gather(
-        _query(resolver, name, "A"), _query(resolver, name, "AAAA"), return_exceptions=True
+        _query(resolver, name, "A", expirations), _query(resolver, name, "AAAA", expirations),
+        return_exceptions=True,
     )
     addresses: list[str] = []
     temporary: list[str] = []
@@ -106,19 +122,21 @@ async def _addresses(resolver: dns.asyncresolver.Resolver, name: str) -> tuple[s
 async def resolve_mx(resolver: dns.asyncresolver.Resolver, domain: str) -> MxAnswer:
     """The domain's MX hosts in preference order, each with its addresses."""
     domain = domain.rstrip(".").lower()
+    expirations: list[float] = []
     try:
-        records = await _query(resolver, domain, "MX")
+        records = await _query(resolver, domain, "MX", expirations)
     except dns.resolver.NXDOMAIN:
         return MxAnswer(domain, MxStatus.NO_DOMAIN, (), f"{domain}: no such domain (NXDOMAIN)")
     except _Temporary as exc:
         return MxAnswer(domain, MxStatus.TEMPORARY, (), str(exc))
     try:
         if records is None:
-            addresses = await _addresses(resolver, domain)
+            addresses = await _addresses(resolver, domain, expirations)
             if not addresses:
                 return MxAnswer(domain, MxStatus.NO_ADDRESS, (), f"{domain}: no MX and no A/AAAA")
             host = MxHost(domain, 0, addresses, implicit=True)
-            return MxAnswer(domain, MxStatus.OK, (host,), f"{domain}: no MX, using its address")
+            return MxAnswer(domain, MxStatus.OK, (host,), f"{domain}: no MX, using its address",
+                            expires=min(expirations))
         mx = sorted(
             ((int(r.preference), str(r.exchange).rstrip(".").lower()) for r in records),  # type: ignore[attr-defined]
             key=lambda item: item,
@@ -126,7 +144,7 @@ async def resolve_mx(resolver: dns.asyncresolver.Resolver, domain: str) -> MxAns
         if any(name == "" for _, name in mx):
             return MxAnswer(domain, MxStatus.NULL_MX, (), f"{domain}: null MX, accepts no mail (RFC 7505)")
         resolved = await asyncio.gather(
-            *(_addresses(resolver, name) for _, name in mx), return_exceptions=True
+            *(_addresses(resolver, name, expirations) for _, name in mx), return_exceptions=True
         )
     except _Temporary as exc:
         return MxAnswer(domain, MxStatus.TEMPORARY, (), str(exc))
@@ -144,7 +162,38 @@ async def resolve_mx(resolver: dns.asyncresolver.Resolver, domain: str) -> MxAns
         else:
             problems.append(f"MX {name} has no address")
     if hosts:
-        return MxAnswer(domain, MxStatus.OK, tuple(hosts), "; ".join(problems) or "MX found")
+        # an answer with a host that could not be resolved this time is not one to reuse
+        return MxAnswer(domain, MxStatus.OK, tuple(hosts), "; ".join(problems) or "MX found",
+                        expires=0.0 if problems else min(expirations))
     if temporary:
         return MxAnswer(domain, MxStatus.TEMPORARY, (), "; ".join(problems))
     return MxAnswer(domain, MxStatus.NO_ADDRESS, (), "; ".join(problems) or f"{domain}: no MX address")
+
+
+class MxMemo:
+    """Complete MX answers kept for as long as DNS says they hold (each record's TTL).
+
+    dnspython's cache answers the same, but its look-up path costs more Python per
+    message than the delivery of a small message itself (bench/relay.py --profile).
+    Only complete OK answers are kept; failures and temporary results never are.
+    """
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self.capacity = capacity
+        self._answers: dict[str, MxAnswer] = {}
+
+    def get(self, domain: str, now: float | None = None) -> MxAnswer | None:
+        answer = self._answers.get(domain)
+        if answer is None:
+            return None
+        if answer.expires <= (time.time() if now is None else now):
+            del self._answers[domain]
+            return None
+        return answer
+
+    def put(self, answer: MxAnswer, now: float | None = None) -> None:
+        if answer.status is not MxStatus.OK or answer.expires <= (time.time() if now is None else now):
+            return
+        if len(self._answers) >= self.capacity:
+            self._answers.clear()  # a flood of one-off domains: start over rather than grow
+        self._answers[answer.domain] = answer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from tlsprobe.mx import MxStatus, make_resolver, resolve_mx
 
@@ -55,3 +56,29 @@ def test_mx_host_whose_address_lookup_fails_is_temporary(dns_lab):
     dns_lab.zone.fail("mx.halfbroken.test")
     answer = _resolve(dns_lab, "halfbroken.test")
     assert answer.status is MxStatus.TEMPORARY
+
+
+def test_a_complete_answer_may_be_reused_for_as_long_as_its_records_live(dns_lab):
+    # the lab's records have a TTL of 60 s
+    dns_lab.zone.mail_domain("ttl.test", [(10, "mx.ttl.test", "127.0.0.2")])
+    before = time.time()
+    answer = _resolve(dns_lab, "ttl.test")
+    assert answer.status is MxStatus.OK
+    assert before + 50 < answer.expires <= time.time() + 60
+
+
+def test_an_answer_with_an_unresolvable_mx_is_not_reused(dns_lab):
+    dns_lab.zone.mail_domain("half.test", [(10, "good.half.test", "127.0.0.2")])
+    dns_lab.zone.add("half.test", "MX", "20 broken.half.test.")
+    dns_lab.zone.add("broken.half.test", "TXT", "exists")
+    dns_lab.zone.fail("broken.half.test")
+    answer = _resolve(dns_lab, "half.test")
+    assert answer.status is MxStatus.OK and [h.name for h in answer.hosts] == ["good.half.test"]
+    assert answer.expires == 0.0
+
+
+def test_failures_carry_no_expiry(dns_lab):
+    dns_lab.zone.add("sf.test", "TXT", "exists")
+    dns_lab.zone.fail("sf.test")
+    assert _resolve(dns_lab, "sf.test").expires == 0.0
+    assert _resolve(dns_lab, "no-such-domain.test").expires == 0.0
