@@ -100,6 +100,7 @@ class QueueManager:
         self.in_pipeline = 0  # messages inside a pipeline slot now (logged with "classified")
         # Messages in incoming/ whose pipeline failed: how often, and when the next try is due.
         self._pipeline_failures: dict[str, int] = {}
+        self._attempt_failures: dict[str, int] = {}  # active/ messages whose attempt raised, for backoff
         self._pipeline_due: dict[str, float] = {}
         self.ready: asyncio.Queue[str] = asyncio.Queue()
         self.timers: list[_Timer] = []
@@ -248,13 +249,21 @@ class QueueManager:
                     self._resumed.discard(message_id)
                     await self._reconcile_audit(message_id)
                 await self._attempt(message_id)
+                self._attempt_failures.pop(message_id, None)
         except Exception as exc:
             # The message stays where it is on disk; try again later rather than lose it.
             eventlog.error("message-handling-failed", id=message_id, error=repr(exc), exc_info=True)
             if self.spool.dir(State.INCOMING, message_id).is_dir():
                 await self._pipeline_failed(message_id, exc)
             else:
-                self._schedule(message_id, time.time() + self.cfg.delivery.retry[0])
+                # On the retry schedule, not every retry[0]: a message that cannot be read
+                # stays where it is (never sent, never dropped) without hammering the log.
+                failures = self._attempt_failures.get(message_id, 0) + 1
+                self._attempt_failures[message_id] = failures
+                retry = self.cfg.delivery.retry
+                delay = retry[min(failures - 1, len(retry) - 1)]
+                eventlog.warning("attempt-retry", id=message_id, failures=failures, delay=delay)
+                self._schedule(message_id, time.time() + delay)
         finally:
             self.busy.discard(message_id)
 
@@ -480,7 +489,11 @@ class QueueManager:
         envelope = self.spool.envelope(message_id, State.ACTIVE)
         folder = self.spool.dir(State.ACTIVE, message_id)
         state = fold(envelope.recipients, self.spool.journal(message_id, State.ACTIVE))
-        classification = state.classification or Classification(Level.PUBLIC, scanned=False)
+        # The classification is journaled before the move to active/; should it still be
+        # missing (a spool from elsewhere, a damaged journal), the message is what cannot
+        # be read: confidential, never public (fail closed).
+        classification = state.classification or Classification(
+            Level.CONFIDENTIAL, scanned=False, unscannable=("no classification in the journal",))
         unsettled = [r for r in state.pending() if r.action in (Action.QUARANTINE.value, Action.BLOCK.value)]
         if unsettled:
             # A crash after the "decided" lines and before their status lines: hold or block

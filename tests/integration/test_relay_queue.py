@@ -378,3 +378,50 @@ def test_a_hold_interrupted_after_the_copy_is_not_held_twice(relay_lab, gateway_
     assert wait_until(lambda: len(_from(sender_domain, sender)) == 1, timeout=30)
     notice = email.message_from_bytes(_from(sender_domain, sender)[0].data)
     assert notice["X-Sikkermail-Notice"] == f"quarantine; quarantine-id={quarantine_id}"
+
+
+# -- messages in active/ that cannot be handled ----------------------------------------
+
+
+def _put_in_active(gw: Any, sender: str, recipients: list[str], data: bytes) -> str:
+    """A message already past the pipeline, as a crash or another node's spool may leave it."""
+    spool = Spool(gw.spool)
+    spool.ensure()
+    message_id = spool.accept(Envelope(new_id(), sender, tuple(recipients), time.time(), client="127.0.0.1"), data)
+    spool.move(message_id, State.INCOMING, State.ACTIVE)
+    return message_id
+
+
+def test_an_active_message_whose_attempt_fails_backs_off_on_the_retry_schedule(relay_lab, gateway_factory):
+    sink = relay_lab.sink("unreadable")
+    relay_lab.domain("unreadable.test", [sink])
+    gw = gateway_factory({"delivery": _delivery(relay_lab, retry='["1s", "2s", "4s"]')})
+    message_id = _put_in_active(gw, "anne@firm.test", ["x@unreadable.test"], _message("x@unreadable.test"))
+    envelope = Spool(gw.spool).dir(State.ACTIVE, message_id) / "envelope.json"
+    envelope.write_text("{not json")  # every attempt raises reading it
+    gw.start()
+    started = time.monotonic()
+    assert wait_until(lambda: sum(1 for line in _log(gw) if line["event"] == "attempt-retry"
+                                  and line["id"] == message_id) >= 3, timeout=30)
+    elapsed = time.monotonic() - started
+    retries = [line for line in _log(gw) if line["event"] == "attempt-retry" and line["id"] == message_id]
+    # 1 s, 2 s, 4 s: three retries take several seconds, where once a second they took two
+    assert [line["delay"] for line in retries[:3]] == [1.0, 2.0, 4.0]
+    assert elapsed >= 2.5
+    assert gw.ids("active") == [message_id]  # still on disk, never dropped
+    assert sink.snapshot() == []
+
+
+def test_an_active_message_without_its_classification_counts_as_confidential(relay_lab, gateway_factory):
+    # The sink offers no STARTTLS and the gateway has no certificate for the recipient: a
+    # public message would go out in clear, a confidential one must be held.
+    sink = relay_lab.sink("no-classification")
+    relay_lab.domain("noclass.test", [sink])
+    gw = gateway_factory({"delivery": _delivery(relay_lab)})
+    message_id = _put_in_active(gw, "anne@firm.test", ["x@noclass.test"],
+                                _message("x@noclass.test").replace(b"Hej", b"CPR 010190-1234. Hej"))
+    gw.start()
+    assert wait_until(lambda: message_id in gw.ids("done"), timeout=60)
+    shown = json.loads(gw.cli("queue", "show", message_id, "--json").stdout)
+    assert shown["recipients"][0]["status"] == "quarantined"
+    assert sink.snapshot() == []
