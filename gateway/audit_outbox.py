@@ -31,18 +31,11 @@ from typing import Any
 
 from gateway import eventlog
 from gateway.events import AuditEvent, AuditSink, event_from_plain, event_to_plain
+from gateway.spool import fsync_dir
 
 OUTBOX = "audit-outbox"  # folder in the spool root
 FIRST_PAUSE = 1.0
 LONGEST_PAUSE = 60.0
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class AuditOutbox:
@@ -104,9 +97,9 @@ class AuditOutbox:
             finally:
                 os.close(fd)
             os.rename(work, folder / f"{number:08d}.json")  # a crash mid-write leaves no half event behind
-            _fsync_dir(folder)
+            fsync_dir(folder)
             if new_folder:
-                _fsync_dir(self.root)
+                fsync_dir(self.root)
 
     # -- replay ------------------------------------------------------------------------
 

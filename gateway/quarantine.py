@@ -48,7 +48,7 @@ from gateway.audit import (
     to_plain,
 )
 from gateway.config import Config
-from gateway.spool import Envelope, Kind, Spool, new_id
+from gateway.spool import Envelope, Kind, Spool, fsync_dir, new_id
 from policy.model import Classification, Decision, Level, Protection
 
 _ID = re.compile(r"^Q[0-9A-F]{16,40}$")
@@ -150,14 +150,6 @@ def _copy_private(source: Path, target: Path) -> int:
     return size
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def allowed_protections(level: Level, decisions: list[Decision]) -> tuple[Protection, ...]:
     """What the policy would have accepted: the protections its decision chain tried."""
     tried = {step.protection for d in decisions for step in d.steps if step.protection is not None}
@@ -207,9 +199,9 @@ class FolderStorage:
         try:
             _copy_private(message_path, work / "message")
             _write_private(work / "meta.json", json.dumps(meta, ensure_ascii=False, indent=1).encode())
-            _fsync_dir(work)
+            fsync_dir(work)
             os.rename(work, self.root / quarantine_id)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
@@ -251,7 +243,7 @@ class FolderStorage:
             doomed = self.root / f".del-{quarantine_id}"
             os.rename(folder, doomed)
             shutil.rmtree(doomed)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         finally:
             os.close(fd)
 

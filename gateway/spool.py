@@ -131,12 +131,14 @@ def new_id(now: float | None = None) -> str:
     return f"{millis:011X}{secrets.token_hex(5).upper()}"
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a folder's entries (names created, renamed, removed) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
 
 
 def _write_file(path: Path, data: bytes) -> None:
@@ -165,7 +167,7 @@ class Spool:
                 made = True
         os.chmod(self.root, 0o700)
         if made:  # a state folder lost to a power loss would take its messages with it
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
 
     def dir(self, state: State, message_id: str) -> Path:
         return self.root / state / message_id
@@ -182,9 +184,9 @@ class Spool:
             # The journal's name is made durable with the others (step 1 below), so no
             # later append needs a folder fsync; empty, it has no data to fsync.
             os.close(os.open(work / "journal", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            _fsync_dir(work)
+            fsync_dir(work)
             os.rename(work, self.dir(State.INCOMING, envelope.id))
-            _fsync_dir(self.root / State.INCOMING)
+            fsync_dir(self.root / State.INCOMING)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
@@ -267,7 +269,7 @@ class Spool:
         finally:
             os.close(fd)
         if created:  # a folder from before journals were made at acceptance
-            _fsync_dir(path.parent)  # the new file's name, or the lines would be durable but unfindable
+            fsync_dir(path.parent)  # the new file's name, or the lines would be durable but unfindable
 
     def sync_files(self, message_id: str, state: State, names: list[str]) -> None:
         """Make files the pipeline wrote into a message folder (S/MIME payloads) durable,
@@ -281,7 +283,7 @@ class Spool:
             finally:
                 os.close(fd)
         if names:
-            _fsync_dir(folder)
+            fsync_dir(folder)
 
     def journal(self, message_id: str, state: State) -> list[dict[str, Any]]:
         try:
