@@ -391,7 +391,7 @@ class QueueManager:
             planned = await self.pipeline.protect(folder, decided)
         records: list[dict[str, Any]] = [classification_record(classification)]
         records += [self._decided_record(p) for p in planned]
-        await self._io(self.spool.sync_files, message_id, State.INCOMING, self._payloads(planned))
+        # S/MIME payloads the records name are on disk already (smime.encrypt_file_durably)
         await self._io(self.spool.append_many, message_id, State.INCOMING, records)
         for p in planned:
             await self._emit(self._decided_event(message_id, p))
@@ -399,10 +399,6 @@ class QueueManager:
         await self._settle_undeliverable(message_id, envelope, classification, planned, State.ACTIVE)
         return False
 
-    @staticmethod
-    def _payloads(planned: list[Planned]) -> list[str]:
-        """Files protect() wrote (the received `message` is durable since acceptance)."""
-        return sorted({p.payload for p in planned if p.payload and p.payload != "message"})
 
     @staticmethod
     def _decided_record(p: Planned) -> dict[str, Any]:
@@ -508,7 +504,6 @@ class QueueManager:
             decided = await self.pipeline.decide(envelope, classification, redo)
             async with self._pipeline_slot():
                 planned = await self.pipeline.protect(folder, decided)
-            await self._io(self.spool.sync_files, message_id, State.ACTIVE, self._payloads(planned))
             await self._io(self.spool.append_many, message_id, State.ACTIVE,
                            [self._decided_record(p) for p in planned])
             for p in planned:

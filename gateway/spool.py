@@ -39,7 +39,9 @@ so that a rename is all-or-nothing; fsync(2) does the rest:
    later, in a folder from an older version, fsyncs its folder). A line torn by power loss does not parse and never took effect; the
    next append starts on a fresh line, so it cannot swallow its successor.
    Payloads (S/MIME) are fsynced with their folder before the "decided" line
-   naming them is written: a truncated payload can never be sent as the message.
+   naming them is written (gateway/smime.py encrypt_file_durably writes them
+   under a temporary name, fsyncs, renames, fsyncs the folder): a truncated
+   payload can never be sent as the message.
 3. State moves (`move`) are renames NOT fsynced. The journal, not the folder,
    says what was done: every recipient's status is folded from it. A rename
    that power loss undoes puts the folder back one or more states, with the
@@ -270,20 +272,6 @@ class Spool:
             os.close(fd)
         if created:  # a folder from before journals were made at acceptance
             fsync_dir(path.parent)  # the new file's name, or the lines would be durable but unfindable
-
-    def sync_files(self, message_id: str, state: State, names: list[str]) -> None:
-        """Make files the pipeline wrote into a message folder (S/MIME payloads) durable,
-        before a journal line names them: a payload lost or truncated by a power loss
-        would otherwise be sent as the message, and the original then dropped."""
-        folder = self.dir(state, message_id)
-        for name in names:
-            fd = os.open(folder / name, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        if names:
-            fsync_dir(folder)
 
     def journal(self, message_id: str, state: State) -> list[dict[str, Any]]:
         try:

@@ -74,15 +74,6 @@ def test_a_record_appended_after_a_torn_line_is_not_lost(tmp_path):
     assert state.recipients["a@x.dk"].status.value == "delivered"
 
 
-def test_payloads_are_fsynced_with_their_folder(tmp_path, fsynced):
-    spool, env = _accepted(tmp_path)
-    folder = spool.dir(State.INCOMING, env.id)
-    (folder / "smime-1.eml").write_bytes(b"encrypted")
-    fsynced.clear()
-    spool.sync_files(env.id, State.INCOMING, ["smime-1.eml"])
-    assert fsynced == [str(folder / "smime-1.eml"), str(folder)]
-
-
 def test_recover_never_removes_a_tmp_name_that_is_also_acknowledged(tmp_path):
     # Only a file system that does not journal renames shows both; the message must survive it.
     spool, env = _accepted(tmp_path)
