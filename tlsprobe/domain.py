@@ -63,6 +63,13 @@ def combine(domain: str, probes: tuple[MxProbe, ...], policy: MtaStsPolicy | Non
         summary = f"{grade.value}: all {len(usable)} reachable MX address(es) agree"
     else:
         summary = f"{grade.value}: weakest reachable MX is {weakest.reason}"
+    if grade is Grade.UNVERIFIED and enforce:
+        # RFC 8461 §4.2: under enforce every delivery needs a certificate valid for the MX
+        # name, so an MX that only encrypts can take no mail at all; grading it "none" holds
+        # protected mail at once instead of trying tls-enforced until max_age
+        grade = Grade.NONE
+        summary = (f"none: the MTA-STS enforce policy requires a certificate valid for the MX name "
+                   f"(RFC 8461 §4.2), and the weakest permitted MX has none: {weakest.reason}")
     if grade is Grade.VERIFIED and enforce:
         summary += " (MX names authenticated by MTA-STS enforce)"
     details = [summary] + [p.reason for p in usable] + notes

@@ -6,6 +6,7 @@ the MX name. Real gateway process, real DNS, real MX servers, real HTTPS policy 
 from __future__ import annotations
 
 import asyncio
+import json
 
 from gateway.config import load_config
 from gateway.facts import FactGatherer
@@ -21,11 +22,11 @@ def _public(to: str) -> bytes:
             "Content-Type: text/plain; charset=utf-8\r\n\r\nSes vi til frokost?\r\n").encode()
 
 
-def test_enforce_policy_keeps_tls_enforced_mail_off_an_mx_it_does_not_name(tls_lab, tls_only_gateway):
+def test_enforce_policy_holds_confidential_mail_its_permitted_mx_cannot_take(tls_lab, tls_only_gateway):
     # The outsider (preferred, valid TLS) is not in the policy; the permitted MX has a
-    # self-signed certificate, so the domain grades tls-unverified and the mail is decided
-    # tls-enforced. Neither MX may get it: the outsider is not permitted, and the permitted
-    # one fails the certificate check that enforce mode demands (RFC 8461 §4.2).
+    # self-signed certificate. Enforce mode demands a certificate valid for the MX name
+    # (RFC 8461 §4.2), so neither MX may get the mail and the domain grades "none": the
+    # confidential message is held at once, not tried as tls-enforced until max_age.
     outsider = tls_lab.start("tls13")
     permitted = tls_lab.start("selfsigned")
     domain = tls_lab.mail_domain("sts-unverified.test", [outsider, permitted])
@@ -33,11 +34,11 @@ def test_enforce_policy_keeps_tls_enforced_mail_off_an_mx_it_does_not_name(tls_l
     gw = tls_only_gateway()
     address = f"x@{domain}"
     assert gw.send("advokat@firm.test", [address], _confidential(address))[0] == 250
-    assert wait_until(lambda: _recipient(gw, address).get("status") == "deferred", timeout=20)
-    shown = _recipient(gw, address)
-    assert shown["protection"] == "tls-enforced"
-    assert f"{outsider.name}: not permitted by the domain's MTA-STS policy" in shown["response"]
-    assert "MTA-STS enforce policy requires TLS" in shown["response"]
+    assert wait_until(lambda: _recipient(gw, address).get("status") == "quarantined", timeout=20)
+    held = [h for h in json.loads(gw.cli("quarantine", "list", "--json").stdout) if address in h["recipients"]]
+    assert len(held) == 1
+    reason = held[0]["reasons"][address]
+    assert "MTA-STS enforce policy requires a certificate valid for the MX name" in reason
     assert outsider.messages == [] and outsider.mail_commands == 0
     assert permitted.messages == [] and permitted.mail_commands == 0
 

@@ -70,6 +70,15 @@ def test_enforce_policy_counts_only_permitted_mx():
     assert result.grade is Grade.VERIFIED and result.mta_sts_enforced
 
 
+def test_under_enforce_an_mx_that_only_encrypts_takes_no_mail():
+    probes = (mx("mx.example.dk", Grade.UNVERIFIED),)
+    assert combine("d.dk", probes, None, 1.0).grade is Grade.UNVERIFIED
+    assert combine("d.dk", probes, policy(MtaStsMode.TESTING), 1.0).grade is Grade.UNVERIFIED
+    result = combine("d.dk", probes, policy(), 1.0)
+    assert result.grade is Grade.NONE and result.mta_sts is not None and not result.mta_sts_enforced
+    assert "requires a certificate valid for the MX name" in result.reason
+
+
 def test_result_survives_a_json_round_trip():
     original = DomainTls("d.dk", DomainStatus.GRADED, Grade.UNVERIFIED, "why",
                          (mx("a", Grade.UNVERIFIED), mx("b", None)), policy(), 12.5)
