@@ -11,7 +11,6 @@ import ipaddress
 import os
 import re
 import typing
-from collections.abc import Callable
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -71,20 +70,6 @@ _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 def valid_hostname(name: str) -> bool:
     labels = name.split(".")
     return 0 < len(name) <= 253 and all(_HOST_LABEL.match(label) for label in labels)
-
-
-def _resolver_honours_each_port(make: Callable[[list[tuple[str, int]], float], Any] | None = None) -> bool:
-    """Whether tlsprobe's resolver queries each name server on its own port. dnspython's
-    classic nameservers list shares one `port`; asked by behaviour, so the check follows
-    the resolver when it learns per-server ports (dnspython Nameserver objects)."""
-    if make is None:
-        # dnspython only when there is something to check
-        from tlsprobe.mx import make_resolver
-
-        make = make_resolver
-    resolver = make([("127.0.0.1", 5301), ("127.0.0.1", 5302)], 1.0)
-    ports = {getattr(ns, "port", None) or resolver.port for ns in resolver.nameservers}
-    return ports == {5301, 5302}
 
 
 def parse_host_port(value: str, default_port: int | None = None) -> tuple[str, int]:
@@ -367,19 +352,12 @@ def _check(cfg: Config, src: TomlSource, problems: list[Problem]) -> None:
         problems.append(src.problem("server.intake_processes", "must be between 1 and 64"))
     if cfg.server.max_message_size <= 0:
         problems.append(src.problem("server.max_message_size", "must be positive"))
-    ns_ports: set[int] = set()
     for ns in cfg.dns.nameservers:
         try:
-            host, port = parse_host_port(ns, default_port=53)
+            host, _port = parse_host_port(ns, default_port=53)  # each server keeps its port (tlsprobe.mx)
             ipaddress.ip_address(host)
-            ns_ports.add(port)
         except ValueError:
             problems.append(src.problem("dns.nameservers", f"not an IP address[:port]: {ns!r}"))
-    if len(ns_ports) > 1 and not _resolver_honours_each_port():
-        # otherwise every server but the first would silently be asked on the first's port
-        problems.append(src.problem("dns.nameservers", "name servers on different ports "
-                                    f"({', '.join(map(str, sorted(ns_ports)))}) are not supported: "
-                                    "the resolver uses one port for all; give them the same port"))
     if not 0 < cfg.delivery.mx_port < 65536:
         problems.append(src.problem("delivery.mx_port", "must be a port number"))
     if not cfg.delivery.retry:

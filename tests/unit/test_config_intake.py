@@ -8,12 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import dns.asyncresolver
-import dns.nameserver
 import pytest
 
 from gateway.certdir_setup import cache_path as certdir_cache_path
-from gateway.config import ConfigError, _resolver_honours_each_port, load_config, valid_hostname
+from gateway.config import ConfigError, load_config, valid_hostname
 from gateway.probe_setup import probe_cache_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,37 +44,14 @@ def test_check_config_rejects_a_non_ascii_hostname_with_file_line_and_key(tmp_pa
         load_config(path)
 
 
-def _one_port_resolver(nameservers, timeout):
-    """dnspython's classic form: addresses, and one port for all of them."""
-    resolver = dns.asyncresolver.Resolver(configure=False)
-    resolver.nameservers = [host for host, _ in nameservers]
-    resolver.port = nameservers[0][1]
-    return resolver
-
-
-def _per_port_resolver(nameservers, timeout):
-    resolver = dns.asyncresolver.Resolver(configure=False)
-    resolver.nameservers = [dns.nameserver.Do53Nameserver(host, port) for host, port in nameservers]
-    return resolver
-
-
-def test_the_port_check_tells_one_port_from_per_server_ports():
-    assert not _resolver_honours_each_port(_one_port_resolver)
-    assert _resolver_honours_each_port(_per_port_resolver)
-
-
-def test_nameservers_on_different_ports_are_refused_unless_the_resolver_honours_each(tmp_path):
+def test_nameservers_on_different_ports_are_accepted(tmp_path):
+    # each is asked on its own port (tests/integration/test_probe_details.py)
     path = tmp_path / "sikkermail.toml"
     path.write_text('[dns]\ntimeout = "2s"\nnameservers = ["127.0.0.1:5300", "127.0.0.2"]\n'
                     f'[policy]\nfile = "{ROOT / "policy.toml"}"\n')
     result = _check_config(path)
     assert "Traceback" not in result.stderr
-    if _resolver_honours_each_port():  # tlsprobe.mx.make_resolver, as the gateway uses it
-        assert result.returncode == 0, result.stderr
-    else:
-        assert result.returncode == 1
-        assert (f"{path}:3: dns.nameservers: name servers on different ports (53, 5300) are not supported"
-                in result.stderr)
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize("servers", ['["127.0.0.1:5300", "127.0.0.2:5300"]', '["127.0.0.1", "[::1]:53"]',
