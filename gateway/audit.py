@@ -132,7 +132,8 @@ def to_plain(value: Any) -> Any:
     return value
 
 
-def _masked_classification(data: dict[str, Any]) -> dict[str, Any]:
+def masked_classification(data: dict[str, Any]) -> dict[str, Any]:
+    """A plain classification as anything kept at rest may hold it (audit, quarantine)."""
     # where and the unscannable reasons name attachments: a file called after an
     # IBAN or a card number must not put it in the log (policy.redact)
     for evidence in data.get("evidence", []):
@@ -152,7 +153,7 @@ def event_content(event: StoreEvent, include_subject: bool) -> tuple[str, str | 
         return "message.accepted", event.id, event.received_at, data
     if isinstance(event, MessageClassified):
         return "message.classified", event.id, event.at, {
-            "classification": _masked_classification(to_plain(event.classification))}
+            "classification": masked_classification(to_plain(event.classification))}
     if isinstance(event, RecipientDecided):
         decided = {"decision": to_plain(event.decision), "certificate": to_plain(event.certificate),
                    "cipher": event.cipher}
@@ -947,6 +948,6 @@ def _redacted(url: str) -> str:
 
 __all__ = [
     "AuditError", "AuditStore", "IncidentOpened", "IncidentUpdated", "OperatorAction", "SearchFilter",
-    "StoreEvent", "to_plain", "VerifyProblem", "VerifyResult", "canonical", "format_time", "mask_identifiers",
+    "StoreEvent", "to_plain", "VerifyProblem", "VerifyResult", "canonical", "format_time", "mask_identifiers", "masked_classification",
     "open_audit", "operator_name", "parse_time",
 ]

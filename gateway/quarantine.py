@@ -43,7 +43,7 @@ from gateway.audit import (
     _redacted,
     data_categories,
     data_subjects_estimate,
-    mask_identifiers,
+    masked_classification,
     migrate_postgres,
     to_plain,
 )
@@ -373,9 +373,7 @@ class QuarantineStore:
             return quarantine_id
         quarantine_id = quarantine_id or "Q" + new_id()
         held = [d for d in decisions if d.action.value == "quarantine"] or list(decisions)
-        classification_data = to_plain(classification)
-        for evidence in classification_data.get("evidence", []):
-            evidence["samples"] = [mask_identifiers(s) for s in evidence.get("samples", [])]
+        classification_data = masked_classification(to_plain(classification))
         meta = {
             "id": quarantine_id, "held_at": time.time(), "audit_id": envelope.id,
             "sender": envelope.sender, "recipients": [d.recipient for d in held],
