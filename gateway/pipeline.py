@@ -75,23 +75,27 @@ _HEADER_CHUNK = 64 * 1024
 MAX_HEADER_BLOCK = 16 << 20  # as gateway.smime: a header section beyond this is not parsed further
 
 
-def read_header_block(path: Path) -> email.message.Message:
-    """The header fields of the message in `path`, reading only as far as the empty line
-    (a 50 MB message costs one small read, not 50 MB of memory)."""
+def header_bytes(path: Path) -> bytes:
+    """The header section of the message in `path`, up to and with the empty line, reading
+    only as far as that line (a 50 MB message costs one small read, not 50 MB of memory)."""
     buf = b""
     with path.open("rb") as f:
         for _ in range(MAX_HEADER_BLOCK // _HEADER_CHUNK + 1):
             chunk = f.read(_HEADER_CHUNK)
             buf += chunk
             if buf.startswith((b"\r\n", b"\n")):  # no header fields at all
-                return email.message_from_bytes(b"", policy=email.policy.compat32)
+                return b""
             match = _HEADER_END.search(buf, max(0, len(buf) - len(chunk) - 3))
             if match:
-                buf = buf[: match.end()]
-                break
+                return buf[: match.end()]
             if not chunk:
                 break
-    return email.message_from_bytes(buf, policy=email.policy.compat32)
+    return buf
+
+
+def read_header_block(path: Path) -> email.message.Message:
+    """The header fields of the message in `path` (see header_bytes)."""
+    return email.message_from_bytes(header_bytes(path), policy=email.policy.compat32)
 
 
 ABANDON_GRACE = 30.0  # seconds for an abandoned encryption to stop (it checks once per chunk)

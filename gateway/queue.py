@@ -38,7 +38,7 @@ from gateway.events import (
 )
 from gateway.journal import MessageState, RecipientState, classification_record, fold
 from gateway.metrics import Metrics
-from gateway.pipeline import Pipeline, Planned, read_headers
+from gateway.pipeline import Pipeline, Planned, header_bytes, read_header_block, read_headers
 from gateway.spool import Envelope, Kind, Spool, State, new_id
 from policy.model import Action, Classification, Decision, Level, Protection, Step
 from tlsprobe.mx import MxAnswer, MxMemo, make_resolver, resolve_mx
@@ -326,7 +326,7 @@ class QueueManager:
         classification = Classification(Level.CONFIDENTIAL, scanned=False, unscannable=(why,))
         message_header_id = None
         with contextlib.suppress(OSError):
-            message_header_id = read_headers(await self._io(self._head, folder / "message")).get("Message-ID")
+            message_header_id = (await self._io(read_header_block, folder / "message")).get("Message-ID")
         size = 0
         with contextlib.suppress(OSError):
             size = (folder / "message").stat().st_size
@@ -342,11 +342,6 @@ class QueueManager:
             await self._hold(message_id, envelope, classification, decisions, State.INCOMING)
         await self._io(self.spool.finish, message_id, State.INCOMING)
         eventlog.event("done", id=message_id, unprocessed=True)
-
-    @staticmethod
-    def _head(path: Path, limit: int = 256 * 1024) -> bytes:
-        with path.open("rb") as f:
-            return f.read(limit)
 
     async def _reconcile_audit(self, message_id: str) -> None:
         """After a crash, the journal may hold final statuses whose audit events died with
@@ -463,7 +458,7 @@ class QueueManager:
         if tag in fold(envelope.recipients, self.spool.journal(message_id, state)).notified:
             return
         folder = self.spool.dir(state, message_id)
-        headers = read_headers(await self._io(self._head, folder / "message"))  # not the whole body
+        headers = await self._io(read_header_block, folder / "message")  # not the whole body
         # The subject may itself be sensitive: only echoed back when configured.
         subject = (str(headers.get("Subject", "")) or None) if self.cfg.quarantine.notice_subject else None
         from gateway.notices import build_notice
@@ -641,7 +636,7 @@ class QueueManager:
                              recipients=[r.address for r in bounced])
             return
         folder = self.spool.dir(State.ACTIVE, message_id)
-        data = await self._io(self._head, folder / "message")  # a DSN returns headers only
+        data = await self._io(header_bytes, folder / "message")  # a DSN returns headers only
         dsn = build_dsn(original_id=message_id, sender=envelope.sender,
                         failed=[FailedRecipient(r.address, r.response) for r in bounced],
                         original_headers=header_block(data), reporting_mta=self.cfg.server.hostname,
